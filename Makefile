@@ -1,0 +1,75 @@
+# storepulse developer commands. `make help` lists them; CI calls `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: ## Install system packages (apt) and the venv with dev and local extras (idempotent)
+	@scripts/setup.sh
+
+.PHONY: demo
+demo: setup ## Set up, then run the local stack, worker, exporter and synthetic traffic (Ctrl-C stops)
+	$(BIN)/storepulse demo
+
+.PHONY: test
+test: setup ## Set up, then run lint, type checks and the whole test suite against real services
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/pytest -q
+
+.PHONY: unit
+unit: setup ## Fast unit tests only
+	$(BIN)/pytest -q tests/unit
+
+.PHONY: lint
+lint: ## ruff check and format check
+	$(BIN)/ruff check streams producers storepulse tests grafana scripts
+	$(BIN)/ruff format --check streams producers storepulse tests grafana scripts
+
+.PHONY: fmt
+fmt: ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix streams producers storepulse tests grafana scripts
+	$(BIN)/ruff format streams producers storepulse tests grafana scripts
+
+.PHONY: typecheck
+typecheck: ## mypy --strict on the source packages
+	$(BIN)/mypy
+
+.PHONY: schema
+schema: ## Regenerate docs/event.schema.json from the event models
+	$(PY) -m streams.schema > docs/event.schema.json
+
+.PHONY: dashboards
+dashboards: ## Regenerate grafana/dashboards/*.json from grafana/build.py
+	$(PY) grafana/build.py
+
+.PHONY: bench
+bench: setup ## Throughput and latency benchmark on the local stack; writes bench-results.json
+	$(BIN)/storepulse bench
+
+.PHONY: stack-up
+stack-up: setup ## Start the local stack (broker, redis, prometheus, alertmanager) in the background
+	$(BIN)/storepulse stack up
+
+.PHONY: stack-down
+stack-down: ## Stop the local stack
+	$(BIN)/storepulse stack down
+
+.PHONY: up
+up: ## docker compose: infra and app (needs Docker and a .env made from .env.example)
+	docker compose --profile infra --profile app up -d
+
+.PHONY: down
+down: ## docker compose down
+	docker compose --profile infra --profile app down
+
+.PHONY: clean
+clean: ## Remove caches and the local stack state (stops the stack first)
+	-$(BIN)/storepulse stack down
+	rm -rf .storepulse .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

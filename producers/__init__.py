@@ -1,0 +1,1 @@
+"""storepulse traffic producers: synthetic generation and replay of recorded traffic."""

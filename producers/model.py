@@ -1,0 +1,521 @@
+"""The synthetic storefront: a pure, seeded model of sessions and the event lines they emit."""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+import math
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
+
+from producers.scenarios import Timeline
+
+__all__ = [
+    "DEFAULT_CHANNEL_WEIGHTS",
+    "DEFAULT_COUNTRY_WEIGHTS",
+    "DEFAULT_CVR_FACTORS",
+    "DEFAULT_DEVICE_WEIGHTS",
+    "DUP",
+    "INVALID",
+    "INVALID_KINDS",
+    "LATE",
+    "LOST",
+    "VALID",
+    "Entry",
+    "SessionMark",
+    "TrafficConfig",
+    "TrafficModel",
+    "format_ts",
+    "weights_for",
+]
+
+# Entry kinds. VALID and LATE are first copies of valid events (LATE: delivered after its ts by up
+# to max_delay), DUP a re-sent copy (same bytes, same event_id), INVALID an extra bad line and LOST
+# an event the tracker never sent (no line; it is kept only to be counted when its time comes).
+VALID, LATE, DUP, INVALID, LOST = 0, 1, 2, 3, 4
+
+INVALID_KINDS = (
+    "truncated",
+    "not_object",
+    "missing_field",
+    "naive_ts",
+    "negative_money",
+    "unknown_type",
+)
+
+# Shares of sessions by acquisition channel, device and country: round figures in line with
+# published retail traffic mixes (organic and direct lead; mobile is just over half of sessions).
+DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {
+    "direct": 0.20,
+    "organic": 0.30,
+    "paid_search": 0.20,
+    "social": 0.12,
+    "email": 0.08,
+    "referral": 0.06,
+    "affiliate": 0.04,
+}
+DEFAULT_DEVICE_WEIGHTS: dict[str, float] = {"desktop": 0.40, "mobile": 0.52, "tablet": 0.08}
+DEFAULT_COUNTRY_WEIGHTS: dict[str, float] = {
+    "US": 0.40,
+    "GB": 0.12,
+    "DE": 0.10,
+    "FR": 0.08,
+    "CA": 0.06,
+    "NL": 0.04,
+    "ES": 0.04,
+    "IT": 0.04,
+    "AU": 0.04,
+    "SE": 0.03,
+    "JP": 0.03,
+    "BR": 0.02,
+}
+# Relative conversion by segment, normalised so the overall CVR stays the configured one:
+# desktop converts about twice as well as mobile, email and direct traffic best, social worst.
+DEFAULT_CVR_FACTORS: dict[str, dict[str, float]] = {
+    "device": {"desktop": 1.45, "mobile": 0.70, "tablet": 1.10},
+    "channel": {
+        "direct": 1.30,
+        "organic": 1.00,
+        "paid_search": 1.10,
+        "social": 0.50,
+        "email": 1.80,
+        "referral": 1.00,
+        "affiliate": 1.20,
+    },
+}
+
+# Think times in seconds, log-normal (log of the median, sigma), capped at _MAX_GAP_S: about half
+# a minute per page, a little less per checkout step, a few seconds from review to the order.
+_PAGE_GAP = (math.log(20.0), 0.8)
+_STEP_GAP = (math.log(25.0), 0.6)
+_ORDER_GAP = (math.log(8.0), 0.5)
+_MAX_GAP_S = 600.0
+_BROWSE_EXTRA_PAGES = 2.5  # mean extra pages of a session that never carts (1 + 2.5 = 3.5)
+_PRE_CART_EXTRA_PAGES = 2.0  # mean pages before the first add to cart, beyond the landing page
+_EXTRA_ITEMS = 0.6  # mean items beyond the first in a basket
+_SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
+_SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
+_GEOMETRIC_CAP = 50
+_DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
+
+
+def weights_for(
+    names: Sequence[str], defaults: Mapping[str, float], overrides: Mapping[str, float]
+) -> tuple[tuple[str, float], ...]:
+    """Normalised weights for names: overrides, else defaults, else an equal share."""
+    equal = 1.0 / len(names)
+    raw = [overrides.get(n, defaults.get(n, equal)) for n in names]
+    total = sum(raw)
+    if total <= 0:
+        raise ValueError(f"weights for {', '.join(names)} sum to zero")
+    return tuple((n, w / total) for n, w in zip(names, raw, strict=True))
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """Everything the traffic model needs; `rate` is baseline lines per second of event time."""
+
+    checkout_steps: tuple[str, ...]
+    channels: tuple[tuple[str, float], ...]
+    devices: tuple[tuple[str, float], ...]
+    countries: tuple[tuple[str, float], ...]
+    rate: float = 200.0
+    cvr: float = 0.025
+    abandonment: float = 0.70
+    cvr_factors: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: DEFAULT_CVR_FACTORS
+    )
+    first_step_weight: float = 0.5
+    returning_share: float = 0.30
+    users: int = 50_000
+    b2b_share: float = 0.05
+    accounts: int = 200
+    users_per_account: int = 5
+    currency: str = "USD"
+    catalog_size: int = 5_000
+    daily_amplitude: float = 0.0
+    daily_peak_hour: float = 20.0
+    late_share: float = 0.0
+    max_delay_s: float = 30.0
+    duplicate_share: float = 0.0
+    loss_share: float = 0.0
+    invalid_share: float = 0.0
+    warmup_s: float = 0.0
+
+    def check(self) -> None:
+        """Raise ValueError naming the first impossible value."""
+        shares = {
+            "late_share": self.late_share,
+            "duplicate_share": self.duplicate_share,
+            "loss_share": self.loss_share,
+            "invalid_share": self.invalid_share,
+            "returning_share": self.returning_share,
+            "b2b_share": self.b2b_share,
+            "daily_amplitude": self.daily_amplitude,
+        }
+        for name, value in shares.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.loss_share >= 1:
+            raise ValueError("loss_share must be below 1 (nothing would be sent)")
+        if not 0 < self.cvr < 1 or not 0 <= self.abandonment < 1:
+            raise ValueError("cvr must be in (0, 1) and abandonment in [0, 1)")
+        if self.rate <= 0 or not math.isfinite(self.rate):
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.max_delay_s <= 0 and self.late_share > 0:
+            raise ValueError("max_delay must be positive when late_share is set")
+        if min(self.users, self.accounts, self.users_per_account, self.catalog_size) < 1:
+            raise ValueError("users, accounts, users_per_account and catalog_size must be >= 1")
+        if self.warmup_s < 0:
+            raise ValueError("warmup must be >= 0")
+        for dim, factors in self.cvr_factors.items():
+            if dim not in {"channel", "device", "country"}:
+                raise ValueError(f"conversion factors for unknown dimension {dim!r}")
+            if any(f < 0 for f in factors.values()):
+                raise ValueError(f"conversion factors for {dim} must be >= 0")
+
+    @property
+    def cart_rate(self) -> float:
+        """Share of sessions that cart: cvr / (1 - abandonment)."""
+        return self.cvr / (1.0 - self.abandonment)
+
+    def pass_rates(self) -> tuple[float, ...]:
+        """Pass rates cart -> step 1 -> ... -> step n -> purchase; their product = 1 - abandonment.
+
+        The first transition takes `first_step_weight` of the drop-off (in log terms), the rest
+        share the remainder equally: most carts are abandoned before checkout starts.
+        """
+        n = len(self.checkout_steps)
+        overall = 1.0 - self.abandonment
+        weights = [self.first_step_weight] + [(1.0 - self.first_step_weight) / n] * n
+        return tuple(overall**w for w in weights)
+
+
+class SessionMark:
+    """Per-session ground-truth state, filled in as the session's lines are emitted."""
+
+    __slots__ = ("min_ts", "order_counted", "pending", "revenue_cents")
+
+    def __init__(self) -> None:
+        self.min_ts: list[int] | None = None
+        self.pending = 0
+        self.revenue_cents = 0
+        self.order_counted = False
+
+
+# (emit_ms, seq, kind, line, key, session, stage, ts_ms); heap order is (emit_ms, seq). For
+# INVALID entries the stage slot holds the index in INVALID_KINDS.
+Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
+
+
+def format_ts(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds and Z."""
+    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000))
+    return f"{head}.{ms % 1000:03d}Z"
+
+
+def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
+    names = [n for n, _ in pairs]
+    cum = list(accumulate(w for _, w in pairs))
+    cum[-1] = 1.0  # rounding must never leave a gap at the top
+    return names, cum
+
+
+class TrafficModel:
+    """Yields entries in emission order; deterministic given config, timeline, seed and start."""
+
+    def __init__(self, config: TrafficConfig, timeline: Timeline, seed: int, start_ms: int) -> None:
+        config.check()
+        self.config = config
+        self.timeline = timeline
+        self.seed = seed
+        self.start_ms = start_ms
+        self.stages = ("visit", "cart", *config.checkout_steps, "purchase")
+        self._rng = random.Random(seed)
+        self._heap: list[Entry] = []
+        self._seq = 0
+        self._ts_heads: dict[int, str] = {}
+        rng = self._rng
+        self._channels = _cumulative(config.channels)
+        self._devices = _cumulative(config.devices)
+        self._countries = _cumulative(config.countries)
+        self._pass = config.pass_rates()
+        self._cart_by_segment = self._segment_cart_rates()
+        self._catalog = [
+            (f"SKU-{i:05d}", min(99_999, max(199, round(rng.lognormvariate(math.log(2_500), 0.9)))))
+            for i in range(config.catalog_size)
+        ]
+        self._enc = {n: json.dumps(n) for n in (*self._channels[0], *self._devices[0])}
+        self._enc.update({n: json.dumps(n) for n in self._countries[0]})
+        self._currency = json.dumps(config.currency)
+        events_normal = self.expected_events_per_session(surge=False)
+        self.events_per_session = events_normal
+        self.events_per_surge_session = self.expected_events_per_session(surge=True)
+        line_factor = (1.0 - config.loss_share) * (
+            1.0 + config.duplicate_share + config.invalid_share
+        )
+        self.session_rate = config.rate / (events_normal * line_factor)
+
+    # Expectations -------------------------------------------------------------------------
+
+    def _segment_cart_rates(self) -> dict[tuple[str, str, str], float]:
+        cfg = self.config
+        dims = {"channel": cfg.channels, "device": cfg.devices, "country": cfg.countries}
+
+        def factor(dim: str, name: str) -> float:
+            return cfg.cvr_factors.get(dim, {}).get(name, 1.0)
+
+        means = {d: sum(w * factor(d, n) for n, w in pairs) for d, pairs in dims.items()}
+        if any(m <= 0 for m in means.values()):
+            raise ValueError("conversion factors give every segment zero conversion")
+        out: dict[tuple[str, str, str], float] = {}
+        for ch, _ in cfg.channels:
+            for dev, _ in cfg.devices:
+                for co, _ in cfg.countries:
+                    f = factor("channel", ch) * factor("device", dev) * factor("country", co)
+                    rate = (
+                        cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
+                    )
+                    if rate > 1:
+                        raise ValueError(
+                            f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
+                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
+                            "lower --cvr, --abandonment or the factors"
+                        )
+                    out[(ch, dev, co)] = rate
+        return out
+
+    def expected_events_per_session(self, surge: bool = False) -> float:
+        """Mean valid events per session (before loss, duplicates and scenarios)."""
+        cart = self.config.cart_rate * (_SURGE_CART_FACTOR if surge else 1.0)
+        browse = 1.0 + (_SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+        reach, steps = 1.0, 0.0
+        for p in self._pass:
+            reach *= p
+            steps += reach  # one event per checkout step passed, and the purchase
+        # carting: landing + pre-cart pages, one add_to_cart per item, one page per extra item
+        carting = 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS + steps
+        return (1.0 - cart) * browse + cart * carting
+
+    def daily_shape(self, ms: int) -> float:
+        """Arrival multiplier of the daily shape (mean 1), peaking at daily_peak_hour UTC."""
+        amp = self.config.daily_amplitude
+        if not amp:
+            return 1.0
+        hours = (ms / 3_600_000.0) % 24.0
+        return 1.0 + amp * math.cos(2.0 * math.pi * (hours - self.config.daily_peak_hour) / 24.0)
+
+    def expected_rate(self, ms: int) -> float:
+        """Expected lines per second at event time ms (daily shape, surges and losses included)."""
+        cfg = self.config
+        offset = (ms - self.start_ms) / 1_000.0
+        surge = self.timeline.surge(offset) if self.timeline.has_surges else 0.0
+        events = self.daily_shape(ms) * self.events_per_session
+        events += surge * self.events_per_surge_session
+        kept = (1.0 - cfg.loss_share) * (1.0 - self.timeline.loss(offset))
+        return self.session_rate * events * kept * (1.0 + cfg.duplicate_share + cfg.invalid_share)
+
+    # Generation ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Entry]:
+        heap = self._heap
+        rng = self._rng
+        pop = heapq.heappop
+        # Arrival times stay fractional: rounding each gap to whole milliseconds would bias the
+        # session rate (by ~10% at 2,000 events/s, where sessions arrive every ~2 ms).
+        arrival = self.start_ms - self.config.warmup_s * 1_000.0
+        timeline = self.timeline
+        base = self.session_rate / 1_000.0  # sessions per millisecond
+        while True:
+            while not heap or arrival <= heap[0][0]:
+                at = math.floor(arrival)
+                shape = self.daily_shape(at)
+                surge = timeline.surge((at - self.start_ms) / 1e3) if timeline.has_surges else 0.0
+                is_surge = surge > 0 and rng.random() * (shape + surge) >= shape
+                self._session(at, is_surge)
+                arrival += rng.expovariate(base * (shape + surge))
+            yield pop(heap)
+
+    def _gap(self, rng: random.Random, params: tuple[float, float]) -> int:
+        seconds = math.exp(rng.gauss(params[0], params[1]))
+        return round(min(_MAX_GAP_S, seconds) * 1_000)
+
+    @staticmethod
+    def _geometric(rng: random.Random, mean: float) -> int:
+        stay = mean / (1.0 + mean)
+        n = 0
+        while n < _GEOMETRIC_CAP and rng.random() < stay:
+            n += 1
+        return n
+
+    def _session(self, arrival: int, surge: bool) -> None:
+        cfg = self.config
+        rng = self._rng
+        rand = rng.random
+        sid = f"s-{rng.getrandbits(64):016x}"
+        channel = self._channels[0][bisect.bisect(self._channels[1], rand())]
+        device = self._devices[0][bisect.bisect(self._devices[1], rand())]
+        country = self._countries[0][bisect.bisect(self._countries[1], rand())]
+        user = ""
+        b2b = False
+        if rand() < cfg.b2b_share:
+            b2b = True
+            account = rng.randrange(cfg.accounts)
+            member = rng.randrange(cfg.users_per_account)
+            user = f',"user_id":"b2b-{account:05d}-{member:02d}","account_id":"acct-{account:05d}"'
+        elif rand() < cfg.returning_share:
+            user = f',"user_id":"u-{rng.randrange(cfg.users):07d}"'
+        common = (
+            f'"session_id":"{sid}"{user},"channel":{self._enc[channel]},'
+            f'"device":{self._enc[device]},"country":{self._enc[country]}'
+        )
+        cart_rate = self._cart_by_segment[(channel, device, country)]
+        if surge:
+            cart_rate *= _SURGE_CART_FACTOR
+        catalog = self._catalog
+        size = len(catalog)
+        gap = self._gap
+        t = arrival
+        # (ts, stage, type, type-specific fields) of the session's events, in time order
+        events: list[tuple[int, int, str, str]] = []
+        add = events.append
+        if rand() >= cart_rate:
+            pages = 1 + self._geometric(rng, _SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+            for i in range(pages):
+                if i:
+                    t += gap(rng, _PAGE_GAP)
+                # Popular products are viewed more: index density falls off like a square law.
+                add((t, 0, "visit", f',"page":"/p/{catalog[int(size * rand() ** 2)][0]}"'))
+            self._push_session(sid, common, events, 0)
+            return
+        add((t, 0, "visit", ',"page":"/"'))
+        for _ in range(self._geometric(rng, _PRE_CART_EXTRA_PAGES)):
+            t += gap(rng, _PAGE_GAP)
+            add((t, 0, "visit", f',"page":"/p/{catalog[int(size * rand() ** 2)][0]}"'))
+        basket = 0
+        for i in range(1 + self._geometric(rng, _EXTRA_ITEMS)):
+            sku, price = catalog[int(size * rand() ** 2)]
+            if i:
+                t += gap(rng, _PAGE_GAP)
+                add((t, 0, "visit", f',"page":"/p/{sku}"'))
+            t += gap(rng, _PAGE_GAP) // 4  # the button is near: a few seconds
+            r = rand()
+            qty = (1 + rng.randrange(20)) if b2b else (1 if r < 0.8 else 2 if r < 0.94 else 3)
+            basket += qty * price
+            fields = (
+                f',"sku":"{sku}","quantity":{qty},"unit_price":"{price // 100}.{price % 100:02d}",'
+                f'"currency":{self._currency}'
+            )
+            add((t, 1, "add_to_cart", fields))
+        steps = cfg.checkout_steps
+        timeline = self.timeline
+        revenue_cents = 0
+        for k, p in enumerate(self._pass):
+            t += gap(rng, _STEP_GAP if k < len(steps) else _ORDER_GAP)
+            if rand() >= p:
+                break
+            if k == len(steps):
+                revenue_cents = basket
+                fields = (
+                    f',"order_id":"o-{sid[2:]}","revenue":"{basket // 100}.{basket % 100:02d}",'
+                    f'"currency":{self._currency}'
+                )
+                add((t, k + 2, "purchase", fields))
+                break
+            step = steps[k]
+            if timeline.has_failures:
+                share = timeline.step_failure(step, (t - self.start_ms) / 1_000.0)
+                if share and rand() < share:
+                    # The step errors out: the shopper sees an error page and leaves.
+                    add((t, 0, "visit", f',"page":"/checkout/{step}?error=1"'))
+                    break
+            add((t, k + 2, "checkout_step", f',"step":"{step}"'))
+        self._push_session(sid, common, events, revenue_cents)
+
+    def _push_session(
+        self, sid: str, common: str, events: list[tuple[int, int, str, str]], revenue: int
+    ) -> None:
+        """Serialise a session's events; schedule them with late, lost, duplicate and bad lines."""
+        cfg = self.config
+        rng = self._rng
+        rand = rng.random
+        heap = self._heap
+        push = heapq.heappush
+        heads = self._ts_heads
+        start = self.start_ms
+        timeline = self.timeline
+        late_share, dup_share, bad_share = cfg.late_share, cfg.duplicate_share, cfg.invalid_share
+        max_delay = max(1, round(cfg.max_delay_s * 1_000))
+        if events[-1][0] + (max_delay if late_share else 0) < start:
+            return  # a warm-up session over before the run starts: nothing of it is sent
+        mark = SessionMark()
+        mark.revenue_cents = revenue
+        seq = self._seq
+        for n, (ts, stage, type_, fields) in enumerate(events):
+            emit = ts
+            kind = VALID
+            if late_share and rand() < late_share:
+                emit += rng.randint(1, max_delay)
+                kind = LATE
+            if emit < start:
+                continue  # warm-up: before the tracker started
+            seq += 1
+            lost = cfg.loss_share
+            if timeline.has_losses:
+                lost = 1.0 - (1.0 - lost) * (1.0 - timeline.loss((emit - start) / 1_000.0))
+            if lost and rand() < lost:
+                push(heap, (emit, seq, LOST, None, None, None, stage, ts))
+                continue
+            sec, frac = divmod(ts, 1000)
+            head = heads.get(sec)
+            if head is None:
+                # Sessions are generated whole, so timestamps come out of order: cache by second.
+                if len(heads) > 100_000:
+                    heads.clear()
+                head = heads[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            line = (
+                f'{{"event_id":"{sid}-{n}","type":"{type_}","ts":"{head}.{frac:03d}Z",'
+                f"{common}{fields}}}"
+            )
+            push(heap, (emit, seq, kind, line, sid, mark, stage, ts))
+            mark.pending += 1
+            if dup_share and rand() < dup_share:
+                seq += 1
+                again = emit + rng.randint(0, _DUP_DELAY_MS)
+                push(heap, (again, seq, DUP, line, sid, mark, stage, ts))
+                mark.pending += 1
+            if bad_share and rand() < bad_share:
+                seq += 1
+                bad, key, which = invalid_line(rng, line)
+                push(heap, (emit, seq, INVALID, bad, key, None, which, ts))
+        self._seq = seq
+
+
+def invalid_line(rng: random.Random, line: str) -> tuple[str, str | None, int]:
+    """A line the worker must reject, derived from a valid one: (line, key, kind index)."""
+    obj = json.loads(line)
+    obj["event_id"] = f"{obj['event_id']}~bad"  # never collides with a valid event's id
+    which = rng.randrange(len(INVALID_KINDS))
+    kind = INVALID_KINDS[which]
+    if kind == "negative_money" and obj["type"] not in {"add_to_cart", "purchase"}:
+        kind, which = "unknown_type", INVALID_KINDS.index("unknown_type")
+    if kind == "truncated":
+        text = json.dumps(obj, separators=(",", ":"))
+        return text[: rng.randint(1, len(text) - 2)], obj["session_id"], which
+    if kind == "not_object":
+        return json.dumps([obj["type"], obj["ts"], obj["session_id"]]), obj["session_id"], which
+    if kind == "missing_field":
+        del obj[rng.choice(("event_id", "session_id", "ts", "type"))]
+    elif kind == "naive_ts":
+        obj["ts"] = obj["ts"].rstrip("Z")
+    elif kind == "negative_money":
+        money = "revenue" if obj["type"] == "purchase" else "unit_price"
+        obj[money] = f"-{obj[money]}"
+    else:
+        obj["type"] = "refund"
+    key = obj.get("session_id")
+    return json.dumps(obj, separators=(",", ":")), key, which

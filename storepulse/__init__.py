@@ -1,0 +1,1 @@
+"""storepulse command line and local stack orchestration."""

@@ -1,0 +1,1 @@
+"""storepulse stream processing: event contract, settings, funnel math and the Faust worker."""

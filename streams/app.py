@@ -1,0 +1,235 @@
+"""The Faust application: a thin agent that hands batches to the BatchProcessor."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from prometheus_client import CollectorRegistry, start_http_server
+
+from streams import metrics as worker_metrics
+from streams.funnel import Rejection
+from streams.kafka import client_options, ensure_topics
+from streams.settings import Settings
+from streams.store import FunnelStore, connect
+from streams.worker import BatchProcessor, Record, dlq_payload
+
+__all__ = ["StorepulseApp", "create_app", "run_worker"]
+
+log = logging.getLogger("storepulse.worker")
+
+
+class _ResumingConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, which after seeking to the committed offsets resumes from Redis."""
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        app = self.app
+        if isinstance(app, StorepulseApp) and app.processor is not None:
+            ours = sorted(tp.partition for tp in self.assignment() if tp.topic == app.sp.topic)
+            for partition, offset in (await app.processor.on_assigned(ours)).items():
+                log.info(
+                    "partition %d: resuming from offset %d (stored in Redis)", partition, offset
+                )
+                await self.seek(TP(app.sp.topic, partition), offset)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _ResumingConsumer
+
+
+class _DeadLetters:
+    """Publishes rejections to the dead-letter topic and waits for every acknowledgement."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # Not idempotent: the local broker (Tansu) refuses idempotent producers; DLQ records
+        # carry partition and offset, so a consumer can drop the rare re-published one.
+        self.producer = AIOKafkaProducer(
+            **client_options(self.settings), acks="all", enable_idempotence=False, linger_ms=5
+        )
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def publish(self, rejections: Sequence[Rejection]) -> None:
+        assert self.producer is not None, "start() first"
+        now_ms = int(time.time() * 1000)
+        futures = [
+            await self.producer.send(
+                self.settings.dlq_topic,
+                dlq_payload(r, self.settings.topic, self.settings.worker_id, now_ms),
+                key=r.key,
+            )
+            for r in rejections
+        ]
+        for future in futures:
+            await future
+
+
+class _FaustConsumer:
+    """ConsumerControl over Faust's consumer: high-water marks of fetched data and seeks."""
+
+    def __init__(self, app: StorepulseApp) -> None:
+        self.app = app
+
+    def highwater(self, partition: int) -> int | None:
+        try:
+            hw = self.app.consumer.highwater(TP(self.app.sp.topic, partition))
+        except Exception:  # not fetched yet, or not assigned any more
+            return None
+        return None if hw is None else int(hw)
+
+    async def seek_to_earliest(self, partition: int) -> int:
+        tp = TP(self.app.sp.topic, partition)
+        earliest = await self.app.consumer.earliest_offsets(tp)
+        offset = int(earliest.get(tp, 0) or 0)
+        await self.app.consumer.seek(tp, offset)
+        return offset
+
+
+class StorepulseApp(faust.App):
+    """faust.App with a consumer that resumes partitions from the offsets kept in Redis."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry, **kwargs: Any) -> None:
+        self.sp = settings
+        self.registry = registry
+        self.worker_metrics = worker_metrics.create(registry)
+        self.processor: BatchProcessor | None = None
+        self.redis: Any = None
+        self.dlq: _DeadLetters | None = None
+        self._metrics_server: tuple[Any, Any] | None = None
+        super().__init__(settings.worker_id, **kwargs)
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    async def on_start(self) -> None:
+        # Runs before Faust starts its consumer: the processor exists by the first assignment.
+        sp = self.sp
+        await ensure_topics(sp)
+        self.redis = connect(sp)
+        self.dlq = _DeadLetters(sp)
+        await self.dlq.start()
+        self.processor = BatchProcessor(
+            sp, FunnelStore(self.redis, sp), self.dlq, self.worker_metrics, _FaustConsumer(self)
+        )
+        if sp.worker_web_port:
+            self._metrics_server = start_http_server(
+                sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
+            )
+        log.info(
+            "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s",
+            sp.worker_id,
+            sp.topic,
+            sp.redis_url,
+            sp.dlq_topic,
+            sp.worker_web_port or "-",
+        )
+        await super().on_start()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        if self.dlq is not None:
+            await self.dlq.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self._metrics_server is not None:
+            server, thread = self._metrics_server
+            server.shutdown()
+            thread.join(timeout=5)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        context = ssl.create_default_context(cafile=cafile)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return context
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
+    """The worker app for these settings (tests pass their own registry)."""
+    datadir = settings.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = StorepulseApp(
+        settings,
+        registry or CollectorRegistry(),
+        broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        # At least once: the local broker cannot run idempotent or transactional producers;
+        # exactly-once *effect* comes from the offsets the Lua script stores with each batch.
+        processing_guarantee="at_least_once",
+        # Tansu delays a group join by half the session timeout: 6 s keeps rebalances short.
+        broker_session_timeout=6.0,
+        broker_rebalance_timeout=6.0,
+        broker_heartbeat_interval=1.5,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Faust's own web server is off; the worker serves /metrics with prometheus_client.
+        web_enabled=False,
+        datadir=str(datadir / settings.worker_id),
+        loghandlers=[],
+    )
+    source = app.topic(
+        settings.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+    @app.agent(source, name="storepulse.funnel")
+    async def funnel(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+            assert app.processor is not None
+            await app.processor.process(
+                [
+                    Record(
+                        partition=e.message.partition,
+                        offset=e.message.offset,
+                        key=e.message.key,
+                        value=e.message.value,
+                        timestamp_ms=int(e.message.timestamp * 1000)
+                        if e.message.timestamp
+                        else None,
+                    )
+                    for e in events
+                ]
+            )
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> int:
+    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,161 @@
+-- storepulse: apply one batch of one partition atomically, together with its offset.
+--
+-- Every key this script touches starts with ARGV[1], a prefix carrying the hash tag
+-- {topic/partition}, so all of them live in one Redis Cluster slot.
+--
+-- ARGV
+--   1  prefix              "sp:{<topic>/<partition>}:"
+--   2  expected offset     the last applied offset the worker assumed (-1: none yet)
+--   3  new offset          offset of the last message of the batch
+--   4  new fingerprint     fingerprint of that message (topic recreation check)
+--   5  watermark (ms)      max accepted event time on the partition after this batch
+--   6  high-water mark     of the fetched data (for lag), -1 when unknown
+--   7  now (ms)            wall clock of the worker, for the "applied at" time
+--   8  bucket size (ms)
+--   9  session horizon     sessions and orders whose newest event time is below it are evicted
+--  10  bucket horizon      bucket ids (epoch seconds) below it are deleted (retention)
+--  11  stage names         comma separated, funnel order
+--  12  n                   number of (field, increment) pairs for the totals hash that follow
+--  ..  pairs               rejected counts, latency histogram buckets, ...
+--  then 11 values per accepted event:
+--      event_id, session_id, ts_ms, stage index (0-based), type, channel, device, country,
+--      order_id ('' if none), revenue in ten-thousandths ('' if none), currency
+--
+-- Returns {status, applied offset, accepted, duplicates}; status "conflict" when the stored
+-- offset is not the expected one (another worker applied meanwhile): nothing was written.
+
+local pfx = ARGV[1]
+local meta = pfx .. 'meta'
+local stored = tonumber(redis.call('HGET', meta, 'offset') or '-1')
+if stored ~= tonumber(ARGV[2]) then
+  return {'conflict', stored, 0, 0}
+end
+
+local tot = pfx .. 'tot'
+local bucket_ms = tonumber(ARGV[8])
+local stages = {}
+for name in string.gmatch(ARGV[11], '[^,]+') do
+  stages[#stages + 1] = name
+end
+local purchase_stage = #stages - 1
+
+local n_pairs = tonumber(ARGV[12])
+local i = 13
+for _ = 1, n_pairs do
+  redis.call('HINCRBY', tot, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+
+local touched_buckets = {}
+local function bucket_key(ts)
+  local b = math.floor(ts / bucket_ms) * (bucket_ms / 1000)
+  if not touched_buckets[b] then
+    touched_buckets[b] = true
+  end
+  return pfx .. 'b:' .. string.format('%d', b)
+end
+
+-- Count (or uncount, by = -1) one session reaching a stage in the bucket of ts.
+local function count_stage(ts, stage, ch, dev, cty, by)
+  local bk = bucket_key(ts)
+  redis.call('HINCRBY', bk, 's|' .. stage .. '|' .. ch .. '|' .. dev, by)
+  redis.call('HINCRBY', bk, 'sg|' .. stage .. '|' .. cty, by)
+end
+
+local sz = pfx .. 'sz'
+local orders = pfx .. 'o'
+local oz = pfx .. 'oz'
+local accepted, dups = 0, 0
+local t_fields = {}
+for k = 0, #stages - 1 do
+  t_fields[#t_fields + 1] = 't' .. k
+end
+
+local last = #ARGV
+while i + 10 <= last do
+  local eid, sid = ARGV[i], ARGV[i + 1]
+  local ts = tonumber(ARGV[i + 2])
+  local stage = tonumber(ARGV[i + 3])
+  local etype = ARGV[i + 4]
+  local sk = pfx .. 's:' .. sid
+  if redis.call('HSETNX', sk, 'e:' .. eid, '1') == 0 then
+    dups = dups + 1
+  else
+    accepted = accepted + 1
+    redis.call('HINCRBY', tot, 'ev|' .. etype, 1)
+    local state = redis.call('HMGET', sk, 'g', unpack(t_fields))
+    local ch, dev, cty
+    if state[1] then
+      ch, dev, cty = string.match(state[1], '^([^\t]*)\t([^\t]*)\t(.*)$')
+    else
+      -- Segments come from the session's first accepted event.
+      ch, dev, cty = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+      redis.call('HSET', sk, 'g', ch .. '\t' .. dev .. '\t' .. cty)
+    end
+    -- Closed funnel: the session reached every stage <= stage at ts at the latest.
+    -- t_k never decreases with k, so stop at the first stage already reached earlier.
+    for k = stage, 0, -1 do
+      local prev = state[k + 2]
+      local name = stages[k + 1]
+      if not prev then
+        redis.call('HSET', sk, 't' .. k, ts)
+        count_stage(ts, name, ch, dev, cty, 1)
+        redis.call('HINCRBY', tot, 'f|' .. name .. '|' .. ch .. '|' .. dev, 1)
+      elseif ts < tonumber(prev) then
+        redis.call('HSET', sk, 't' .. k, ts)
+        local old = tonumber(prev)
+        if math.floor(old / bucket_ms) ~= math.floor(ts / bucket_ms) then
+          count_stage(old, name, ch, dev, cty, -1)
+          count_stage(ts, name, ch, dev, cty, 1)
+        end
+      else
+        break
+      end
+    end
+    redis.call('ZADD', sz, 'GT', ts, sid)
+    local oid = ARGV[i + 8]
+    if stage == purchase_stage and oid ~= '' then
+      -- Each order counts once: the first accepted event with its order_id wins.
+      if redis.call('HSETNX', orders, oid, ts) == 1 then
+        redis.call('ZADD', oz, ts, oid)
+        local rev, cur = ARGV[i + 9], ARGV[i + 10]
+        local bk = bucket_key(ts)
+        redis.call('HINCRBY', bk, 'o|' .. cur .. '|' .. ch .. '|' .. dev, 1)
+        redis.call('HINCRBY', bk, 'og|' .. cur .. '|' .. cty, 1)
+        redis.call('HINCRBY', bk, 'r|' .. cur .. '|' .. ch .. '|' .. dev, rev)
+        redis.call('HINCRBY', bk, 'rg|' .. cur .. '|' .. cty, rev)
+        redis.call('HINCRBY', tot, 'o|' .. ch .. '|' .. dev, 1)
+        redis.call('HINCRBY', tot, 'r|' .. cur, rev)
+      end
+    end
+  end
+  i = i + 11
+end
+redis.call('HINCRBY', tot, 'dup', dups)
+
+local bz = pfx .. 'bz'
+for b, _ in pairs(touched_buckets) do
+  redis.call('ZADD', bz, 'NX', b, string.format('%d', b))
+end
+
+-- Event-time eviction, bounded per batch so one call never runs long.
+local horizon = ARGV[9]
+local old_sessions = redis.call('ZRANGEBYSCORE', sz, '-inf', '(' .. horizon, 'LIMIT', 0, 2000)
+for _, sid in ipairs(old_sessions) do
+  redis.call('DEL', pfx .. 's:' .. sid)
+  redis.call('ZREM', sz, sid)
+end
+local old_orders = redis.call('ZRANGEBYSCORE', oz, '-inf', '(' .. horizon, 'LIMIT', 0, 2000)
+for _, oid in ipairs(old_orders) do
+  redis.call('HDEL', orders, oid)
+  redis.call('ZREM', oz, oid)
+end
+local old_buckets = redis.call('ZRANGEBYSCORE', bz, '-inf', '(' .. ARGV[10], 'LIMIT', 0, 200)
+for _, b in ipairs(old_buckets) do
+  redis.call('DEL', pfx .. 'b:' .. b)
+  redis.call('ZREM', bz, b)
+end
+
+redis.call('HSET', meta,
+  'offset', ARGV[3], 'fp', ARGV[4], 'wm', ARGV[5], 'hw', ARGV[6], 'applied_ms', ARGV[7])
+return {'ok', tonumber(ARGV[3]), accepted, dups}

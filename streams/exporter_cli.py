@@ -1,0 +1,98 @@
+"""The `storepulse exporter` subcommand: serve /metrics, /api/kpis, /api/alerts and the board."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from streams.settings import Settings
+
+__all__ = ["register"]
+
+
+def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.exporter import Exporter
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    exporter = Exporter(
+        settings,
+        host=args.host,
+        port=args.port,
+        alertmanager_url=args.alertmanager_url,
+        cache_seconds=args.cache_seconds,
+    )
+    try:
+        exporter.start()
+        url = exporter.url
+        print(
+            f"storepulse exporter: live board {url}/  metrics {url}/metrics  "
+            f"KPIs {url}/api/kpis?window=15m  (topic {settings.topic}, redis {settings.redis_url})",
+            flush=True,
+        )
+        stop.wait()
+    finally:
+        exporter.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("storepulse exporter: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _cache_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("the cache may hold a snapshot 0 to 1 s, no longer")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    exporter = sub.add_parser(
+        "exporter",
+        help="serve KPIs to Prometheus (/metrics), the KPI API and the built-in live board",
+        description=(
+            "Reads the worker's funnel counters in Redis at scrape time and serves, on "
+            "STOREPULSE_EXPORTER_HOST:STOREPULSE_EXPORTER_PORT (port 0 picks a free one):\n"
+            "  /                 the live board (headline KPIs, funnel, drop-off, firing alerts)\n"
+            "  /metrics          Prometheus metrics (catalogue: docs/metrics.md)\n"
+            "  /api/kpis         the JSON of `storepulse kpis --json`: ?window=15m (ending at the "
+            "newest complete bucket) or ?from=ISO&to=ISO, optional &by=channel|device|country\n"
+            "  /api/alerts       POST: Alertmanager webhook receiver; GET: firing alerts\n"
+            "  /healthz          200 when Redis answers\n"
+            "Stateless: run several against one Redis. Details: docs/exporter.md."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    exporter.add_argument(
+        "--host", default=None, help="listen address (default STOREPULSE_EXPORTER_HOST)"
+    )
+    exporter.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="listen port, 0 for a free one (default STOREPULSE_EXPORTER_PORT)",
+    )
+    exporter.add_argument(
+        "--alertmanager-url",
+        default=None,
+        metavar="URL",
+        help="read firing alerts for the board from this Alertmanager's API "
+        "(e.g. http://127.0.0.1:19093) instead of only the webhooks it sends to /api/alerts",
+    )
+    exporter.add_argument(
+        "--cache-seconds",
+        type=_cache_seconds,
+        default=1.0,
+        help="scrapes within this time share one Redis read (0..1, default 1)",
+    )
+    exporter.set_defaults(handler=_cmd_exporter)

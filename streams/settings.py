@@ -1,0 +1,212 @@
+"""Runtime configuration: the only module that reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from streams.events import DEFAULT_CHECKOUT_STEPS
+
+__all__ = ["DEFAULT_CHECKOUT_STEPS", "Settings", "SettingsError", "load_settings", "settings_table"]
+
+# Stage names the funnel uses itself; a checkout step may not reuse them.
+_RESERVED_STAGES = frozenset({"visit", "cart", "purchase"})
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class SettingsError(Exception):
+    """A bad environment value, with the variable it came from named."""
+
+
+class Settings(BaseSettings):
+    """storepulse settings; each field is read from ``STOREPULSE_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOREPULSE_", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    # Kafka
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092", description="Kafka bootstrap servers, comma separated host:port"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with a SASL protocol)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
+    topic: str = Field("storefront.events", min_length=1, description="storefront events topic")
+    dlq_topic: str = Field(
+        "storefront.events.dlq", min_length=1, description="dead-letter topic for rejected events"
+    )
+    partitions: int = Field(6, ge=1, le=1024, description="partitions when creating the topic")
+    replication_factor: int = Field(1, ge=1, le=16, description="replication when creating topics")
+
+    # Redis
+    redis_url: str = Field(
+        "redis://127.0.0.1:16379/0", description="Redis URL (redis://, rediss://)"
+    )
+    redis_password: SecretStr | None = Field(None, description="Redis password (secret)")
+
+    # Event-time semantics
+    bucket_seconds: int = Field(60, ge=1, le=86_400, description="event-time bucket size")
+    allowed_lateness_seconds: int = Field(
+        3_600, ge=0, description="events older than the watermark minus this are rejected late"
+    )
+    max_future_skew_seconds: int = Field(
+        300, ge=0, description="events newer than now plus this are rejected future"
+    )
+    session_timeout_seconds: int = Field(
+        1_800, ge=60, description="session state is kept lateness + this after its last event"
+    )
+    retention_seconds: int = Field(
+        7 * 86_400, ge=3_600, description="bucket counters are kept this long (event time)"
+    )
+    checkout_steps: CommaList = Field(
+        DEFAULT_CHECKOUT_STEPS, description="checkout steps in funnel order, comma separated"
+    )
+    channels: CommaList = Field(
+        ("direct", "organic", "paid_search", "social", "email", "referral", "affiliate"),
+        description="channel label values kept; others count as other",
+    )
+    devices: CommaList = Field(
+        ("desktop", "mobile", "tablet"), description="device label values kept; others are other"
+    )
+    max_event_bytes: int = Field(65_536, ge=1_024, description="larger messages are rejected")
+
+    # Worker
+    worker_id: str = Field(
+        "storepulse-worker", description="Faust app id = consumer group; workers sharing it split"
+    )
+    worker_web_host: str = Field("127.0.0.1", description="worker /metrics listen address")
+    worker_web_port: int = Field(16066, ge=0, le=65_535, description="worker /metrics port, 0 off")
+    batch_size: int = Field(1_000, ge=1, le=100_000, description="max events per batch")
+    batch_seconds: float = Field(0.05, gt=0, le=10, description="max wait to fill a batch")
+
+    # Exporter and KPIs
+    exporter_host: str = Field("127.0.0.1", description="exporter listen address")
+    exporter_port: int = Field(19100, ge=0, le=65_535, description="exporter port (0: any free)")
+    min_sample: int = Field(
+        20, ge=1, description="ratios with a smaller denominator are not exported"
+    )
+
+    # Local stack
+    state_dir: Path = Field(Path(".storepulse"), description="local stack pid files, logs, data")
+    prometheus_port: int = Field(19090, ge=1, le=65_535, description="local Prometheus port")
+    alertmanager_port: int = Field(19093, ge=1, le=65_535, description="local Alertmanager port")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level of the worker and exporter"
+    )
+
+    @field_validator("checkout_steps", "channels", "devices", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("checkout_steps")
+    @classmethod
+    def _steps_valid(cls, steps: tuple[str, ...]) -> tuple[str, ...]:
+        if not steps:
+            raise ValueError("at least one checkout step is needed")
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"checkout steps repeat: {','.join(steps)}")
+        clash = sorted(_RESERVED_STAGES.intersection(steps))
+        if clash:
+            raise ValueError(f"checkout steps may not be named {', '.join(clash)}")
+        return steps
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_valid(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_valid(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(f"expected redis://host:port/db, rediss:// or unix://, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                "STOREPULSE_KAFKA_SASL_USERNAME and STOREPULSE_KAFKA_SASL_PASSWORD are required "
+                f"with STOREPULSE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
+        return self
+
+    # Derived values -----------------------------------------------------------------------
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """Funnel stages in order: visit, cart, each checkout step, purchase."""
+        return ("visit", "cart", *self.checkout_steps, "purchase")
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        """The first bootstrap server, where the local stack's broker listens."""
+        host, _, port = self.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+        return host, int(port)
+
+    @property
+    def redis_host_port(self) -> tuple[str, int]:
+        """Host and port of the Redis URL, where the local stack's redis-server listens."""
+        parts = urlsplit(self.redis_url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+    @property
+    def exporter_url(self) -> str:
+        return f"http://{self.exporter_host}:{self.exporter_port}"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the fields above."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        rows.append(
+            f"| `STOREPULSE_{name.upper()}` | {'' if shown is None else f'`{shown}`'} "
+            f"| {info.description} |"
+        )
+    return "\n".join(rows)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            name = f"STOREPULSE_{field.upper()}" if field else "STOREPULSE_*"
+            value = err.get("input")
+            secret = "password" in field
+            shown = (
+                "" if secret or isinstance(value, dict) or value is None else f" (got {value!r})"
+            )
+            lines.append(f"{name}: {err['msg']}{shown}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,350 @@
+"""The batch processor: validate, admit, dead-letter and apply one batch exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol, TypeVar
+
+from aiokafka.errors import KafkaError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from streams.events import EventParser, Purchase, Rejected
+from streams.funnel import PartitionCursor, Rejection, StageMap, fingerprint, money_units
+from streams.metrics import WorkerMetrics
+from streams.settings import Settings
+from streams.store import BatchCall, FunnelStore
+
+__all__ = ["BatchProcessor", "ConsumerControl", "DeadLetterSink", "Record", "dlq_payload"]
+
+log = logging.getLogger("storepulse.worker")
+T = TypeVar("T")
+# Failures that mean "the dependency is unreachable right now": retried, never fatal.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError, KafkaError)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed Kafka message, framework-neutral."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+class DeadLetterSink(Protocol):
+    async def publish(self, rejections: Sequence[Rejection]) -> None: ...
+
+
+class ConsumerControl(Protocol):
+    """The consumer operations the processor needs (Faust's consumer in production)."""
+
+    def highwater(self, partition: int) -> int | None: ...
+
+    async def seek_to_earliest(self, partition: int) -> int: ...
+
+
+def dlq_payload(rejection: Rejection, topic: str, worker_id: str, now_ms: int) -> bytes:
+    """The dead-letter JSON: reason, detail, source topic/partition/offset and the payload."""
+    body: dict[str, object] = {
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "topic": topic,
+        "partition": rejection.partition,
+        "offset": rejection.offset,
+        "worker": worker_id,
+        "rejected_at_ms": now_ms,
+    }
+    for name, raw in (("key", rejection.key), ("payload", rejection.payload)):
+        if raw is None:
+            body[name] = None
+            continue
+        try:
+            body[name] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body[f"{name}_base64"] = base64.b64encode(raw).decode("ascii")
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass
+class _Prepared:
+    call: BatchCall
+    records: list[Record]
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class BatchProcessor:
+    """Turns consumed records into one atomic Redis update per partition.
+
+    Exactly-once effect on top of at-least-once delivery: each partition's batch is applied by
+    one Lua call that also stores the partition's last applied offset; records at or below it are
+    skipped. Rejected records go to the dead-letter topic *before* the batch is applied, so a crash
+    in between re-publishes them (the DLQ is at least once) but never loses one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: FunnelStore,
+        dlq: DeadLetterSink,
+        metrics: WorkerMetrics,
+        consumer: ConsumerControl | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.dlq = dlq
+        self.metrics = metrics
+        self.consumer = consumer
+        self.clock = clock
+        self.parser = EventParser(settings.checkout_steps, settings.max_event_bytes)
+        self.stage_map = StageMap(settings.checkout_steps)
+        self.cursors: dict[int, PartitionCursor] = {}
+        self._healthy = {"redis": True, "kafka": True}
+        # Partition -> offset the consumer was sent back to; other records wait for it.
+        self._awaiting: dict[int, int] = {}
+        self._lateness_ms = settings.allowed_lateness_seconds * 1_000
+        self._skew_ms = settings.max_future_skew_seconds * 1_000
+        self._keep_ms = (
+            settings.allowed_lateness_seconds + settings.session_timeout_seconds
+        ) * 1_000
+
+    # Assignment --------------------------------------------------------------------------
+
+    async def on_assigned(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Reload cursors of newly assigned partitions; returns where to seek each one.
+
+        The consumer re-reads the last applied record (offset R, not R+1) so that its fingerprint
+        proves the topic is still the one Redis counted.
+        """
+        await self._retry("redis", partial(self.store.register_partitions, partitions))
+        seeks: dict[int, int] = {}
+        for p in partitions:
+            cursor = await self._retry("redis", partial(self.store.load_cursor, p))
+            self.cursors[p] = cursor
+            self._awaiting.pop(p, None)
+            if cursor.offset >= 0:
+                seeks[p] = cursor.offset
+        return seeks
+
+    def on_revoked(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            self.cursors.pop(p, None)
+            self._awaiting.pop(p, None)
+
+    # Batches -----------------------------------------------------------------------------
+
+    async def process(self, records: Sequence[Record]) -> None:
+        by_partition: dict[int, list[Record]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        for p in by_partition:
+            if p not in self.cursors:
+                await self.on_assigned([p])
+        pending = by_partition
+        for _attempt in range(5):
+            prepared = [
+                prep
+                for p, recs in pending.items()
+                if (prep := await self._prepare(p, recs)) is not None
+            ]
+            if not prepared:
+                return
+            rejections = [rej for prep in prepared for rej in prep.rejections]
+            if rejections:
+                await self._retry("kafka", partial(self.dlq.publish, rejections))
+                for rej in rejections:
+                    self.metrics.dlq_messages_total.labels(rej.reason).inc()
+            started = time.perf_counter()
+            results = await self._retry(
+                "redis", partial(self.store.apply, [x.call for x in prepared])
+            )
+            self.metrics.batch_apply_seconds.observe(time.perf_counter() - started)
+            conflicts: dict[int, list[Record]] = {}
+            now = self.clock()
+            for prep, (status, offset, _accepted, _dups) in zip(prepared, results, strict=True):
+                p = prep.call.partition
+                if status == "conflict":
+                    # Another worker applied this partition meanwhile (rebalance): reload, redo.
+                    log.warning(
+                        "partition %d: stored offset %d, expected %d; reloading and retrying",
+                        p,
+                        offset,
+                        prep.call.expected_offset,
+                    )
+                    self.cursors[p] = await self._retry("redis", partial(self.store.load_cursor, p))
+                    conflicts[p] = prep.records
+                    continue
+                cursor = self.cursors[p]
+                cursor.offset, cursor.fp = prep.call.new_offset, prep.call.new_fp
+                self.metrics.batches_total.inc()
+                self.metrics.messages_total.inc(len(prep.records))
+                for r in prep.records:
+                    if r.timestamp_ms is not None:
+                        self.metrics.event_to_store_seconds.observe(
+                            max(0.0, now - r.timestamp_ms / 1000)
+                        )
+            if not conflicts:
+                return
+            pending = conflicts
+        raise RuntimeError(
+            f"partitions {sorted(pending)} kept conflicting; is another worker misconfigured?"
+        )
+
+    async def _prepare(self, p: int, records: list[Record]) -> _Prepared | None:
+        """Build one partition's Lua call; None when nothing in it is new."""
+        if not await self._check_same_topic(p, self.cursors[p], records):
+            return None
+        cursor = self.cursors[p]  # replaced when the topic was found recreated
+        waiting = self._awaiting.get(p)
+        if waiting is not None:
+            # After a seek, drop buffered records until the consumer delivers the seek target.
+            records = [r for r in records if r.offset >= waiting]
+            if not records or records[0].offset != waiting:
+                return None
+            del self._awaiting[p]
+        fresh = [r for r in records if r.offset > cursor.offset]
+        if not fresh:
+            return None
+        now_ms = int(self.clock() * 1_000)
+        expected = cursor.offset
+        wm_before = cursor.watermark_ms
+        totals: dict[str, int] = {}
+        events: list[str] = []
+        rejections: list[Rejection] = []
+        for r in fresh:
+            try:
+                event = self.parser.parse(r.value)
+                verdict = cursor.admit(event.ts, now_ms, self._lateness_ms, self._skew_ms)
+                if verdict is not None:
+                    raise Rejected(*verdict)
+            except Rejected as rej:
+                rejections.append(Rejection(rej.reason, rej.detail, p, r.offset, r.value, r.key))
+                totals[f"rej|{rej.reason}"] = totals.get(f"rej|{rej.reason}", 0) + 1
+                continue
+            order_id = revenue = currency = ""
+            if isinstance(event, Purchase):
+                order_id, currency = event.order_id, event.currency
+                revenue = str(money_units(event.revenue))
+            # Tabs separate the stored segment triple; the contract caps lengths already.
+            events += [
+                event.event_id,
+                event.session_id,
+                str(event.ts),
+                str(self.stage_map.index(event)),
+                event.type,
+                _label(event.channel, self.settings.channels),
+                _label(event.device, self.settings.devices),
+                _country(event.country),
+                order_id,
+                revenue,
+                currency,
+            ]
+        last = fresh[-1]
+        wm = cursor.watermark_ms
+        if wm is None:
+            wm = wm_before if wm_before is not None else 0
+        hw = self.consumer.highwater(p) if self.consumer else None
+        call = BatchCall(
+            partition=p,
+            expected_offset=expected,
+            new_offset=last.offset,
+            new_fp=fingerprint(last.key, last.value),
+            watermark_ms=wm,
+            highwater=-1 if hw is None else hw,
+            now_ms=now_ms,
+            session_horizon_ms=wm - self._keep_ms,
+            bucket_horizon_s=(wm - self.settings.retention_seconds * 1_000) // 1_000,
+            totals=totals,
+            events=events,
+        )
+        return _Prepared(call, fresh, rejections)
+
+    async def _check_same_topic(
+        self, p: int, cursor: PartitionCursor, records: list[Record]
+    ) -> bool:
+        """False (and the partition reset and re-read) when the topic was recreated."""
+        if cursor.offset < 0:
+            return True
+        hw = self.consumer.highwater(p) if self.consumer else None
+        reason = None
+        if hw is not None and 0 <= hw <= cursor.offset:
+            reason = f"the broker's high-water mark is {hw}"
+        else:
+            for r in records:
+                if (
+                    r.offset == cursor.offset
+                    and cursor.fp
+                    and fingerprint(r.key, r.value) != cursor.fp
+                ):
+                    reason = f"the record at offset {r.offset} differs from the one applied"
+                    break
+        if reason is None:
+            return True
+        log.error(
+            "topic %s partition %d was recreated: Redis has applied up to offset %d but %s. "
+            "Rule: counters keep what was counted; the partition restarts from the beginning of "
+            "the new log and every new record is processed (event_id de-duplication still holds).",
+            self.settings.topic,
+            p,
+            cursor.offset,
+            reason,
+        )
+        self.metrics.topic_resets_total.inc()
+        await self._retry("redis", partial(self.store.reset_partition, p))
+        self.cursors[p] = PartitionCursor(watermark_ms=None)
+        if self.consumer is not None:
+            self._awaiting[p] = await self.consumer.seek_to_earliest(p)
+            return False
+        return True
+
+    async def _retry(self, dependency: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry a dependency call with exponential backoff (0.1 s doubling to 5 s), forever.
+
+        Blocking the stream is the point: nothing is acknowledged to Kafka until it is stored.
+        """
+        delay = 0.1
+        gauge = self.metrics.redis_up if dependency == "redis" else self.metrics.kafka_up
+        while True:
+            try:
+                result = await call()
+            except _TRANSIENT as exc:
+                self._healthy[dependency] = False
+                gauge.set(0)
+                self.metrics.up.set(0)
+                self.metrics.retries_total.labels(dependency).inc()
+                log.warning(
+                    "%s unavailable (%s: %s); retrying in %.1fs",
+                    dependency,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._healthy[dependency] = True
+            gauge.set(1)
+            self.metrics.up.set(1 if all(self._healthy.values()) else 0)
+            return result
+
+
+def _country(value: str) -> str:
+    """ISO 3166 alpha-2 codes pass; anything else is OTHER (bounded, and safe in field names)."""
+    if value == "UNKNOWN" or (len(value) == 2 and value.isascii() and value.isalpha()):
+        return value
+    return "OTHER"
+
+
+def _label(value: str, allowed: Sequence[str]) -> str:
+    """Bounded segment labels: configured values and "unknown" pass, anything else is "other"."""
+    return value if value in allowed or value == "unknown" else "other"

@@ -1,0 +1,86 @@
+"""Settings: defaults, environment parsing, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.settings import Settings, SettingsError, load_settings, settings_table
+
+
+def test_defaults_reach_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
+    assert s.topic == "storefront.events" and s.dlq_topic == "storefront.events.dlq"
+    assert s.partitions == 6
+    assert s.bucket_seconds == 60
+    assert s.allowed_lateness_seconds == 3600 and s.max_future_skew_seconds == 300
+    assert s.stages == ("visit", "cart", "shipping", "payment", "review", "purchase")
+    assert s.state_dir == Path(".storepulse")
+    assert s.redis_host_port == ("127.0.0.1", 16379)
+    assert s.kafka_host_port == ("127.0.0.1", 19092)
+
+
+def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREPULSE_KAFKA_BOOTSTRAP", "k1:9092,k2:9093")
+    monkeypatch.setenv("STOREPULSE_PARTITIONS", "12")
+    monkeypatch.setenv("STOREPULSE_CHECKOUT_STEPS", "address, pay")
+    monkeypatch.setenv("STOREPULSE_REDIS_PASSWORD", "hunter2")
+    s = load_settings()
+    assert s.partitions == 12
+    assert s.checkout_steps == ("address", "pay")
+    assert s.stages == ("visit", "cart", "address", "pay", "purchase")
+    assert s.kafka_host_port == ("k1", 9092)
+    assert s.redis_password is not None
+    assert "hunter2" not in repr(s)
+    assert s.redis_password.get_secret_value() == "hunter2"
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings()
+    with pytest.raises(Exception, match="frozen"):
+        s.partitions = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("STOREPULSE_PARTITIONS", "six", "STOREPULSE_PARTITIONS"),
+        ("STOREPULSE_PARTITIONS", "0", "greater than or equal to 1"),
+        ("STOREPULSE_BUCKET_SECONDS", "-5", "STOREPULSE_BUCKET_SECONDS"),
+        ("STOREPULSE_KAFKA_BOOTSTRAP", "localhost", "host:port"),
+        ("STOREPULSE_REDIS_URL", "http://x", "STOREPULSE_REDIS_URL"),
+        ("STOREPULSE_CHECKOUT_STEPS", "pay,pay", "repeat"),
+        ("STOREPULSE_CHECKOUT_STEPS", "cart,pay", "may not be named cart"),
+        ("STOREPULSE_LOG_LEVEL", "LOUD", "STOREPULSE_LOG_LEVEL"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert name in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_sasl_needs_credentials_and_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREPULSE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(SettingsError, match="STOREPULSE_KAFKA_SASL_USERNAME"):
+        load_settings()
+    monkeypatch.setenv("STOREPULSE_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("STOREPULSE_KAFKA_SASL_PASSWORD", "s3cret")
+    s = load_settings()
+    assert "s3cret" not in repr(s)
+
+
+def test_readme_documents_every_variable() -> None:
+    """The README's configuration table is the one generated from the fields."""
+    readme = Path("README.md").read_text()
+    assert settings_table() in readme, (
+        "regenerate: python -c 'from streams.settings import *; print(settings_table())'"
+    )
+    for name in Settings.model_fields:
+        assert f"`STOREPULSE_{name.upper()}`" in readme
