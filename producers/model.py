@@ -177,6 +177,35 @@ class TrafficConfig:
                 raise ValueError(f"conversion factors for unknown dimension {dim!r}")
             if any(f < 0 for f in factors.values()):
                 raise ValueError(f"conversion factors for {dim} must be >= 0")
+        self.segment_cart_rates()  # raises when a segment would need a cart rate above 1
+
+    def segment_cart_rates(self) -> dict[tuple[str, str, str], float]:
+        """Cart rate per (channel, device, country): the factors, normalised to cart_rate."""
+        cfg = self
+        dims = {"channel": cfg.channels, "device": cfg.devices, "country": cfg.countries}
+
+        def factor(dim: str, name: str) -> float:
+            return cfg.cvr_factors.get(dim, {}).get(name, 1.0)
+
+        means = {d: sum(w * factor(d, n) for n, w in pairs) for d, pairs in dims.items()}
+        if any(m <= 0 for m in means.values()):
+            raise ValueError("conversion factors give every segment zero conversion")
+        out: dict[tuple[str, str, str], float] = {}
+        for ch, _ in cfg.channels:
+            for dev, _ in cfg.devices:
+                for co, _ in cfg.countries:
+                    f = factor("channel", ch) * factor("device", dev) * factor("country", co)
+                    rate = (
+                        cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
+                    )
+                    if rate > 1:
+                        raise ValueError(
+                            f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
+                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
+                            "lower --cvr, --abandonment or the factors"
+                        )
+                    out[(ch, dev, co)] = rate
+        return out
 
     @property
     def cart_rate(self) -> float:
@@ -244,7 +273,7 @@ class TrafficModel:
         self._devices = _cumulative(config.devices)
         self._countries = _cumulative(config.countries)
         self._pass = config.pass_rates()
-        self._cart_by_segment = self._segment_cart_rates()
+        self._cart_by_segment = config.segment_cart_rates()
         self._catalog = [
             (f"SKU-{i:05d}", min(99_999, max(199, round(rng.lognormvariate(math.log(2_500), 0.9)))))
             for i in range(config.catalog_size)
@@ -261,33 +290,6 @@ class TrafficModel:
         self.session_rate = config.rate / (events_normal * line_factor)
 
     # Expectations -------------------------------------------------------------------------
-
-    def _segment_cart_rates(self) -> dict[tuple[str, str, str], float]:
-        cfg = self.config
-        dims = {"channel": cfg.channels, "device": cfg.devices, "country": cfg.countries}
-
-        def factor(dim: str, name: str) -> float:
-            return cfg.cvr_factors.get(dim, {}).get(name, 1.0)
-
-        means = {d: sum(w * factor(d, n) for n, w in pairs) for d, pairs in dims.items()}
-        if any(m <= 0 for m in means.values()):
-            raise ValueError("conversion factors give every segment zero conversion")
-        out: dict[tuple[str, str, str], float] = {}
-        for ch, _ in cfg.channels:
-            for dev, _ in cfg.devices:
-                for co, _ in cfg.countries:
-                    f = factor("channel", ch) * factor("device", dev) * factor("country", co)
-                    rate = (
-                        cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
-                    )
-                    if rate > 1:
-                        raise ValueError(
-                            f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
-                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
-                            "lower --cvr, --abandonment or the factors"
-                        )
-                    out[(ch, dev, co)] = rate
-        return out
 
     def expected_events_per_session(self, surge: bool = False) -> float:
         """Mean valid events per session (before loss, duplicates and scenarios)."""

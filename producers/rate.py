@@ -46,8 +46,12 @@ class Pacer:
         self._pos = self._clock()
         return self._pos
 
-    async def acquire(self, rate: float) -> int:
-        """Wait until at least one event is due at `rate` events/s; returns how many are due."""
+    async def acquire(self, rate: float, limit: int | None = None) -> int:
+        """Wait until at least one event is due at `rate` events/s; returns how many (<= limit).
+
+        Events not granted because of `limit` stay due: a caller that takes small chunks from a
+        slow sink builds up backlog, and what exceeds the cap is counted in behind_seconds.
+        """
         if self._pos is None:
             self.start()
         assert self._pos is not None
@@ -61,8 +65,7 @@ class Pacer:
                 backlog = self._max_backlog
             due = int(backlog * rate)
             if due >= want or (due >= 1 and backlog >= self._burst):
-                # Never more than 50 ms worth at once, so a catch-up stays smooth.
-                n = min(due, max(1, int(rate * 0.05)))
+                n = due if limit is None else max(1, min(due, limit))
                 self._pos += n / rate
                 self.granted += n
                 return n

@@ -17,7 +17,7 @@ from faust.types import TP
 
 from streams.settings import Settings, load_settings
 
-__all__ = ["MODES", "TimingSensor", "build_app", "main", "quantile"]
+__all__ = ["MODES", "TimingSensor", "build_app", "main", "naive_key", "quantile"]
 
 # trivial: `async for value in stream` + json.loads, the framework's per-message ceiling;
 # trivial-batch: the same decode inside take_events (the batching the worker uses);
@@ -31,6 +31,11 @@ MODES = ("trivial", "trivial-batch", "naive", "worker")
 _TICK_S = 0.05
 
 
+def naive_key(topic: str, partition: int) -> str:
+    """The naive agent's per-partition counter hash: event type (or reject label) -> count."""
+    return f"bench:naive:{{{topic}/{partition}}}"
+
+
 def quantile(sorted_values: Any, q: float) -> float:
     """Nearest-rank quantile of an ascending sequence (no interpolation: a real sample)."""
     n = len(sorted_values)
@@ -40,7 +45,7 @@ def quantile(sorted_values: Any, q: float) -> float:
     return float(sorted_values[rank])
 
 
-class TimingSensor(faust.Sensor):  # type: ignore[misc]  # faust ships no usable types
+class TimingSensor(faust.Sensor):
     """First message in, last message out, CPU time and (optionally) per-event latency.
 
     on_message_in fires when a stream takes a message (after the group join and the fetch);
@@ -92,7 +97,7 @@ class TimingSensor(faust.Sensor):  # type: ignore[misc]  # faust ships no usable
             self.cpu_last = time.process_time()
             self._cpu_seen = self.count
 
-    @faust.Service.task  # type: ignore[misc]
+    @faust.Service.task
     async def _watch(self) -> None:
         while not self.should_stop and not self.written:
             await asyncio.sleep(_TICK_S)
@@ -135,7 +140,7 @@ class TimingSensor(faust.Sensor):  # type: ignore[misc]  # faust ships no usable
         tmp.replace(self.result)
 
 
-class _BenchApp(faust.App):  # type: ignore[misc]  # faust ships no usable types
+class _BenchApp(faust.App):
     """A faust.App owning one Redis client (naive agent), started and closed with the app."""
 
     def __init__(self, settings: Settings, with_redis: bool, **kwargs: Any) -> None:
@@ -192,49 +197,48 @@ def build_app(mode: str, settings: Settings, sensor: TimingSensor) -> Any:
     if mode == "worker":
         from streams.app import create_app
 
-        app = create_app(settings)
+        worker_app = create_app(settings)
+        worker_app.sensors.add(sensor)
+        return worker_app
+    app = _BenchApp(settings, with_redis=mode == "naive", **_faust_options(settings))
+    topic = app.topic(
+        settings.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    seen = sensor.extra
+    seen["agent_count"] = 0
+
+    if mode == "trivial":
+
+        @app.agent(topic, name="bench.trivial")
+        async def trivial(stream: Any) -> None:
+            async for value in stream:
+                _decode(value)
+                seen["agent_count"] += 1
+
+    elif mode == "trivial-batch":
+
+        @app.agent(topic, name="bench.trivial_batch")
+        async def trivial_batch(stream: Any) -> None:
+            async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+                for event in events:
+                    _decode(event.message.value)
+                seen["agent_count"] += len(events)
+
     else:
-        app = _BenchApp(settings, with_redis=mode == "naive", **_faust_options(settings))
-        topic = app.topic(
-            settings.topic,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-        )
-        seen = sensor.extra
-        seen["agent_count"] = 0
 
-        if mode == "trivial":
-
-            @app.agent(topic, name="bench.trivial")
-            async def trivial(stream: Any) -> None:
-                async for value in stream:
-                    _decode(value)
-                    seen["agent_count"] += 1
-
-        elif mode == "trivial-batch":
-
-            @app.agent(topic, name="bench.trivial_batch")
-            async def trivial_batch(stream: Any) -> None:
-                async for events in stream.take_events(
-                    settings.batch_size, settings.batch_seconds
-                ):
-                    for event in events:
-                        _decode(event.message.value)
-                    seen["agent_count"] += len(events)
-
-        else:
-            key = f"bench:naive:{settings.topic}"
-
-            @app.agent(topic, name="bench.naive")
-            async def naive(stream: Any) -> None:
-                async for event in stream.events():
-                    # One awaited round trip per event: the write is stored before the ack.
-                    kind = _decode(event.message.value)
-                    await app.redis.hincrby(f"{key}/{event.message.partition}", kind, 1)
-                    seen["agent_count"] += 1
+        @app.agent(topic, name="bench.naive")
+        async def naive(stream: Any) -> None:
+            async for event in stream.events():
+                # One awaited round trip per event: the write is stored before the ack.
+                kind = _decode(event.message.value)
+                key = naive_key(settings.topic, event.message.partition)
+                await app.redis.hincrby(key, kind, 1)
+                seen["agent_count"] += 1
 
     app.sensors.add(sensor)
     return app

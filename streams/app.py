@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from prometheus_client import CollectorRegistry, start_http_server
@@ -64,6 +66,11 @@ class _DeadLetters:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+
+    async def reachable(self) -> bool:
+        """A metadata round trip to the brokers."""
+        assert self.producer is not None, "start() first"
+        return bool(await self.producer.client.force_metadata_update())
 
     async def publish(self, rejections: Sequence[Rejection]) -> None:
         assert self.producer is not None, "start() first"
@@ -120,17 +127,18 @@ class StorepulseApp(faust.App):
     async def on_start(self) -> None:
         # Runs before Faust starts its consumer: the processor exists by the first assignment.
         sp = self.sp
-        await ensure_topics(sp)
+        if sp.worker_web_port:
+            # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
+            self._metrics_server = start_http_server(
+                sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
+            )
+        await _until_reachable("kafka", lambda: ensure_topics(sp), self.worker_metrics)
         self.redis = connect(sp)
         self.dlq = _DeadLetters(sp)
         await self.dlq.start()
         self.processor = BatchProcessor(
             sp, FunnelStore(self.redis, sp), self.dlq, self.worker_metrics, _FaustConsumer(self)
         )
-        if sp.worker_web_port:
-            self._metrics_server = start_http_server(
-                sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
-            )
         log.info(
             "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s",
             sp.worker_id,
@@ -151,6 +159,26 @@ class StorepulseApp(faust.App):
             server, thread = self._metrics_server
             server.shutdown()
             thread.join(timeout=5)
+
+
+async def _until_reachable(
+    name: str, call: Callable[[], Awaitable[object]], metrics: worker_metrics.WorkerMetrics
+) -> None:
+    """Retry a start-up call with backoff (0.5 s doubling to 10 s) until the dependency answers."""
+    delay = 0.5
+    while True:
+        try:
+            await call()
+        except (OSError, KafkaError) as exc:
+            metrics.kafka_up.set(0)
+            metrics.up.set(0)
+            metrics.retries_total.labels(name).inc()
+            log.warning("%s unreachable at start (%s); retrying in %.1fs", name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            metrics.kafka_up.set(1)
+            return
 
 
 def _credentials(settings: Settings) -> Any:
@@ -223,6 +251,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     for e in events
                 ]
             )
+
+    @app.timer(2.0)  # type: ignore[untyped-decorator]
+    async def health() -> None:
+        """Every 2 s: keep storepulse_worker_up true while idle, and look for recreated topics."""
+        if app.processor is not None and app.redis is not None and app.dlq is not None:
+            await app.processor.probe("redis", app.redis.ping)
+            await app.processor.probe("kafka", app.dlq.reachable)
+            await app.processor.check_partitions()
 
     return app
 

@@ -147,15 +147,22 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "storepulse-exporter"
 
     def do_GET(self) -> None:
-        self._reply(self.server.app.handle("GET", self.path, self.headers.get("Accept")))
+        self._reply(self._handle("GET", self.headers.get("Accept"), b""))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self._reply(_json(413, {"error": f"body over {MAX_BODY_BYTES} bytes"}))
             return
-        body = self.rfile.read(length)
-        self._reply(self.server.app.handle("POST", self.path, None, body))
+        self._reply(self._handle("POST", None, self.rfile.read(length)))
+
+    def _handle(self, method: str, accept: str | None, body: bytes) -> Response:
+        try:
+            return self.server.app.handle(method, self.path, accept, body)
+        except Exception as exc:
+            # One bad request must not kill the server; the log has the traceback.
+            log.exception("%s %s failed", method, self.path)
+            return _json(500, {"error": f"{type(exc).__name__}: {exc}"})
 
     def _reply(self, response: Response) -> None:
         self.send_response(response.status)

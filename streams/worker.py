@@ -110,6 +110,9 @@ class BatchProcessor:
         self.stage_map = StageMap(settings.checkout_steps)
         self.cursors: dict[int, PartitionCursor] = {}
         self._healthy = {"redis": True, "kafka": True}
+        # Batches and the periodic partition check never interleave on one partition.
+        self._lock = asyncio.Lock()
+        self._suspects: set[int] = set()
         # Partition -> offset the consumer was sent back to; other records wait for it.
         self._awaiting: dict[int, int] = {}
         self._lateness_ms = settings.allowed_lateness_seconds * 1_000
@@ -144,6 +147,31 @@ class BatchProcessor:
     # Batches -----------------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record]) -> None:
+        """Apply one batch; returns once every record is stored (or rejected and dead-lettered)."""
+        async with self._lock:
+            await self._process(records)
+
+    async def check_partitions(self) -> None:
+        """Find recreated topics while no record arrives.
+
+        A broker that lost its log may answer a fetch beyond its end with nothing at all (Tansu
+        does, rather than OFFSET_OUT_OF_RANGE), so waiting for records would wait forever; the
+        high-water mark of the (empty) fetches tells.
+        """
+        async with self._lock:
+            for p, cursor in list(self.cursors.items()):
+                hw = self.consumer.highwater(p) if self.consumer else None
+                if hw is None or cursor.offset < 0 or hw > cursor.offset:
+                    self._suspects.discard(p)
+                elif p not in self._suspects:
+                    # A high-water mark can predate the assignment; believe it only if the
+                    # next check (2 s later, after fresh fetches) still shows it.
+                    self._suspects.add(p)
+                else:
+                    self._suspects.discard(p)
+                    await self._check_same_topic(p, cursor, [])
+
+    async def _process(self, records: Sequence[Record]) -> None:
         by_partition: dict[int, list[Record]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
@@ -307,20 +335,32 @@ class BatchProcessor:
             return False
         return True
 
+    async def probe(self, dependency: str, call: Callable[[], Awaitable[object]]) -> bool:
+        """One health check of a dependency while idle; updates the up gauges, never raises."""
+        try:
+            ok = bool(await asyncio.wait_for(call(), timeout=3))
+        except (TimeoutError, *_TRANSIENT):
+            ok = False
+        self._set_health(dependency, ok)
+        return ok
+
+    def _set_health(self, dependency: str, ok: bool) -> None:
+        self._healthy[dependency] = ok
+        gauge = self.metrics.redis_up if dependency == "redis" else self.metrics.kafka_up
+        gauge.set(1 if ok else 0)
+        self.metrics.up.set(1 if all(self._healthy.values()) else 0)
+
     async def _retry(self, dependency: str, call: Callable[[], Awaitable[T]]) -> T:
         """Retry a dependency call with exponential backoff (0.1 s doubling to 5 s), forever.
 
         Blocking the stream is the point: nothing is acknowledged to Kafka until it is stored.
         """
         delay = 0.1
-        gauge = self.metrics.redis_up if dependency == "redis" else self.metrics.kafka_up
         while True:
             try:
                 result = await call()
             except _TRANSIENT as exc:
-                self._healthy[dependency] = False
-                gauge.set(0)
-                self.metrics.up.set(0)
+                self._set_health(dependency, False)
                 self.metrics.retries_total.labels(dependency).inc()
                 log.warning(
                     "%s unavailable (%s: %s); retrying in %.1fs",
@@ -332,9 +372,7 @@ class BatchProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self._healthy[dependency] = True
-            gauge.set(1)
-            self.metrics.up.set(1 if all(self._healthy.values()) else 0)
+            self._set_health(dependency, True)
             return result
 
 

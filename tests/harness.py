@@ -6,11 +6,13 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -50,9 +52,15 @@ def start(spec: ProcessSpec, run_dir: Path, host: str, port: int, timeout: float
     return Service(proc, host, port)
 
 
-def start_broker(run_dir: Path) -> Service:
-    port = free_port()
-    return start(broker_spec("127.0.0.1", port), run_dir, "127.0.0.1", port)
+def start_broker(run_dir: Path, port: int | None = None, advertised: int | None = None) -> Service:
+    """Tansu on port; clients are told to connect to `advertised` (a proxy) when given."""
+    port = port or free_port()
+    spec = broker_spec("127.0.0.1", port)
+    if advertised is not None:
+        argv = list(spec.argv)
+        argv[argv.index("--advertised-listener-url") + 1] = f"tcp://127.0.0.1:{advertised}"
+        spec = ProcessSpec(spec.name, argv, spec.ready, spec.address)
+    return start(spec, run_dir, "127.0.0.1", port)
 
 
 def start_redis(run_dir: Path, port: int | None = None) -> Service:
@@ -218,3 +226,122 @@ def wait_accounted(
         log = worker.proc.log_tail(40) if worker else ""
         raise AssertionError(f"accounted {totals['accounted']} of {n} messages\n{log}")
     return totals
+
+
+class Feeder(threading.Thread):
+    """Publishes messages at a steady rate from a background thread (traffic during a drill)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        messages: Sequence[tuple[bytes | None, bytes]],
+        rate: float,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.messages, self.rate = bootstrap, topic, messages, rate
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=5, enable_idempotence=False
+        )
+        await producer.start()
+        try:
+            chunk = max(1, int(self.rate / 20))  # 20 sends a second
+            started = time.monotonic()
+            for i in range(0, len(self.messages), chunk):
+                futures = [
+                    await producer.send(self.topic, v, key=k)
+                    for k, v in self.messages[i : i + chunk]
+                ]
+                await asyncio.gather(*futures)
+                self.sent += len(futures)
+                ahead = started + self.sent / self.rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        finally:
+            await producer.stop()
+
+    def finish(self, timeout: float = 120) -> int:
+        self.join(timeout)
+        if self.error is not None:
+            raise self.error
+        assert not self.is_alive(), "feeder did not finish"
+        return self.sent
+
+
+class TcpProxy(threading.Thread):
+    """A loopback TCP forwarder that can be cut (refuse and drop every connection) and restored."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.port = port or free_port()
+        self.target_port = target_port
+        self.loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._ready = threading.Event()
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._ready.set()
+        self.loop.run_forever()
+
+    def _call(self, coro: Any) -> Any:
+        if not self.is_alive():
+            self.start()
+            self._ready.wait(5)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    async def _open(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    def open(self) -> None:
+        self._call(self._open())
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def close(self) -> None:
+        if self.is_alive():
+            self._call(self._cut())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.join(5)
+        self.loop.close()

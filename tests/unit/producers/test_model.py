@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from producers.model import INVALID, INVALID_KINDS, TrafficModel, invalid_line
+from producers.model import INVALID_KINDS, TrafficModel, format_ts, invalid_line
 from producers.scenarios import Timeline
 from streams.events import EventParser, Rejected
 from tests.unit.producers.conftest import START_MS, config, run
@@ -45,7 +45,8 @@ def test_every_valid_line_meets_the_contract_and_is_keyed_by_session() -> None:
 
 
 def test_money_is_two_decimal_strings_and_revenue_equals_the_basket() -> None:
-    lines, _ = run(config(cvr=0.2, abandonment=0.5, cvr_factors={}), seed=3, duration_s=1_800)
+    cfg = config(rate=50.0, cvr=0.2, abandonment=0.5, cvr_factors={})
+    lines, _ = run(cfg, seed=3, duration_s=900)
     basket: dict[str, Decimal] = defaultdict(Decimal)
     revenue: dict[str, Decimal] = {}
     for _, line in lines:
@@ -67,12 +68,8 @@ def _sessions(sample: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for ev in sample:
         s = out.setdefault(ev["session_id"], {"start": ev["ts"], "types": set(), "ev": ev})
         s["types"].add(ev["type"])
-    cut = START_MS + SESSION_WINDOW_MS
-    return {
-        sid: s
-        for sid, s in out.items()
-        if EventParser().parse(json.dumps(s["ev"]).encode()).ts < cut
-    }
+    cut = format_ts(START_MS + SESSION_WINDOW_MS)  # ISO strings of one format sort by time
+    return {sid: s for sid, s in out.items() if s["start"] < cut}
 
 
 def test_default_conversion_and_abandonment(default_sample: list[dict[str, Any]]) -> None:
@@ -114,30 +111,34 @@ def test_returning_and_b2b_sessions(default_sample: list[dict[str, Any]]) -> Non
 
 
 def test_expected_events_per_session_matches_simulation() -> None:
-    model = TrafficModel(config(), Timeline(), 4, START_MS)
+    model = TrafficModel(config(rate=2.0), Timeline(), 4, START_MS)
     sessions: dict[str, int] = defaultdict(int)
-    for entry in itertools.islice(model, 200_000):
+    for entry in itertools.islice(model, 100_000):
         assert entry[4] is not None
         sessions[entry[4]] += 1
     # Sessions cut at the end of the sample have fewer events; the window is long enough
-    # (~15 h of arrivals) for that to stay below 1%; the mean of ~50,000 sessions is within 2%.
+    # (~14 h of arrivals) for that to stay below 1%; the mean of ~26,000 sessions has a
+    # standard error of ~0.5%.
     mean = sum(sessions.values()) / len(sessions)
     assert mean == pytest.approx(model.events_per_session, rel=0.03)
 
 
 def test_line_rate_in_event_time_matches_the_asked_rate() -> None:
-    lines, truth = run(config(rate=100.0, duplicate_share=0.1), seed=8, duration_s=3_600)
+    lines, truth = run(config(rate=20.0, duplicate_share=0.1), seed=8, duration_s=3_600)
     assert truth.first_ts is not None
-    # First 10 minutes ramp up (sessions start at the run start); the rest is steady.
-    steady = [json.loads(line)["ts"] for _, line in lines]
-    late = sum(ts >= "2024-05-01T00:10" for ts in steady)
-    assert late / 3_000 == pytest.approx(100.0, rel=0.03)
+    # The first 10 minutes ramp up (sessions start at the run start); the rest is steady.
+    # ~60,000 lines from ~16,000 sessions: one sigma is ~1.2%, the tolerance 4 sigma.
+    steady = sum(json.loads(line)["ts"] >= "2024-05-01T00:10" for _, line in lines)
+    assert steady / 3_000 == pytest.approx(20.0, rel=0.05)
 
 
 def test_warmup_makes_the_rate_steady_from_the_start() -> None:
-    lines, _ = run(config(rate=100.0, warmup_s=600), seed=9, duration_s=120)
-    assert len(lines) / 120 == pytest.approx(100.0, rel=0.06)
-    parsed = [EventParser().parse(line.encode()) for _, line in lines]
+    lines, _ = run(config(rate=50.0, warmup_s=400), seed=9, duration_s=120)
+    # 6,000 lines from ~1,600 sessions: one sigma ~2.5%; 400 s of warm-up leaves the rate ~2%
+    # short of steady (sessions longer than that are rare).
+    assert len(lines) / 120 == pytest.approx(50.0, rel=0.1)
+    parser = EventParser()
+    parsed = [parser.parse(line.encode()) for _, line in lines]
     assert all(ev.ts >= START_MS for ev in parsed)
     # Sessions already in progress: their first line here is not their landing visit.
     assert any(ev.type != "visit" for ev in parsed[:500])
@@ -162,15 +163,19 @@ def test_noise_knobs_inject_their_share() -> None:
     cfg = config(late_share=0.1, duplicate_share=0.05, loss_share=0.08, invalid_share=0.03)
     lines, truth = run(cfg, seed=10, lines=40_000)
     valid = truth.events
-    assert truth.injected if False else True
     assert truth.duplicates / valid == pytest.approx(0.05, abs=0.01)
     assert truth.invalid / valid == pytest.approx(0.03, abs=0.01)
     assert truth.late / valid == pytest.approx(0.10, abs=0.015)
     assert truth.lost / (valid + truth.lost) == pytest.approx(0.08, abs=0.015)
     # late lines really arrive out of order
-    ts = [json.loads(line)["ts"] for _, line in lines if line.startswith('{"event_id"')]
-    assert sum(b < a for a, b in itertools.pairwise(ts)) > 100
-    assert sum(e[2] == INVALID for e in []) == 0
+    parser = EventParser()
+    ts = []
+    for _, line in lines:
+        try:
+            ts.append(parser.parse(line.encode()).ts)
+        except Rejected:
+            continue
+    assert sum(b < a for a, b in itertools.pairwise(ts)) > 1_000
 
 
 def test_impossible_configuration_is_refused() -> None:

@@ -1,0 +1,168 @@
+// storepulse live board: polls /api/kpis and /api/alerts every few seconds and renders them.
+"use strict";
+
+(function () {
+  // Prometheus scrapes every 5-15 s and the exporter caches a read for 1 s: 3 s feels live
+  // without loading Redis (one /api/kpis read per viewer per 3 s at most, shared within 1 s).
+  const REFRESH_MS = 3000;
+  const WINDOWS = ["5m", "15m", "1h"];
+  let windowName = WINDOWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "15m";
+  let timer = null;
+
+  const $ = (sel) => document.querySelector(sel);
+
+  function pct(value) {
+    return value === null || value === undefined ? "–" : (value * 100).toFixed(2) + "%";
+  }
+
+  function count(value) {
+    return Number(value).toLocaleString("en-US");
+  }
+
+  // Money arrives as exact strings with 2 decimals; shown as is, with the currency as a unit.
+  function money(single, byCurrency) {
+    const entries = Object.entries(byCurrency || {});
+    if (single !== null && single !== undefined) {
+      return entries.length === 1 ? [single, entries[0][0]] : [single, ""];
+    }
+    return [entries.length ? entries.map(([c, v]) => v + " " + c).join(" · ") : "–", ""];
+  }
+
+  function setKpi(name, text, raw, unit) {
+    const el = document.querySelector('[data-kpi="' + name + '"]');
+    el.textContent = text;
+    if (unit) {
+      const span = document.createElement("span");
+      span.className = "unit";
+      span.textContent = unit;
+      el.append(" ", span);
+    }
+    el.dataset.value = raw === null || raw === undefined ? "" : String(raw);
+  }
+
+  function bar(list, name, fraction, text, cls) {
+    const li = document.createElement("li");
+    li.dataset.name = name;
+    const label = document.createElement("span");
+    label.className = "name";
+    label.textContent = name;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill" + (cls ? " " + cls : "");
+    fill.style.display = "block";
+    fill.style.width = (Math.max(0, Math.min(1, fraction || 0)) * 100).toFixed(1) + "%";
+    track.appendChild(fill);
+    const num = document.createElement("span");
+    num.className = "num";
+    num.textContent = text;
+    li.append(label, track, num);
+    list.appendChild(li);
+  }
+
+  function renderKpis(report) {
+    $("#range").textContent = report.from + " – " + report.to;
+    $("#bucket").textContent = report.bucket_seconds;
+    setKpi("conversion_rate", pct(report.conversion_rate), report.conversion_rate);
+    setKpi("cart_abandonment_rate", pct(report.cart_abandonment_rate), report.cart_abandonment_rate);
+    const [aov, aovUnit] = money(report.average_order_value, report.average_order_value_by_currency);
+    setKpi("average_order_value", aov, report.average_order_value, aovUnit);
+    setKpi("orders", count(report.orders), report.orders);
+    const [revenue, revenueUnit] = money(report.revenue, report.revenue_by_currency);
+    setKpi("revenue", revenue, report.revenue, revenueUnit);
+
+    const stages = Object.keys(report.sessions);
+    const visits = report.sessions[stages[0]] || 0;
+    const funnel = $("#funnel");
+    funnel.replaceChildren();
+    for (const stage of stages) {
+      const n = report.sessions[stage];
+      bar(funnel, stage, visits ? n / visits : 0, count(n));
+    }
+    const dropoff = $("#dropoff");
+    dropoff.replaceChildren();
+    for (const [step, ratio] of Object.entries(report.step_dropoff)) {
+      bar(dropoff, step, ratio, pct(ratio), ratio !== null && ratio >= 0.5 ? "high" : "");
+    }
+  }
+
+  function renderAlerts(data) {
+    const list = $("#alerts");
+    list.replaceChildren();
+    const alerts = data.alerts || [];
+    const badge = $("#alert-count");
+    badge.textContent = String(alerts.length);
+    badge.classList.toggle("firing", alerts.length > 0);
+    if (!alerts.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = "none firing";
+      list.appendChild(li);
+      return;
+    }
+    for (const alert of alerts) {
+      const li = document.createElement("li");
+      li.className = alert.severity || "";
+      li.dataset.alert = alert.name;
+      const name = document.createElement("span");
+      name.className = "alert-name";
+      name.textContent = alert.name;
+      const severity = document.createElement("span");
+      severity.className = "alert-severity";
+      severity.textContent = alert.severity;
+      const summary = document.createElement("div");
+      summary.className = "alert-summary";
+      summary.textContent = alert.annotations.summary || JSON.stringify(alert.labels);
+      li.append(name, severity, summary);
+      list.appendChild(li);
+    }
+  }
+
+  function setStatus(state, text) {
+    const el = $("#status");
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  async function getJson(url) {
+    const resp = await fetch(url, { cache: "no-store" });
+    if (!resp.ok) {
+      throw new Error(url.split("?")[0] + " " + resp.status);
+    }
+    return resp.json();
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    const shown = windowName;
+    const kpiUrl = "api/kpis?window=" + encodeURIComponent(shown);
+    $("#api-link").href = kpiUrl;
+    try {
+      const [report, alerts] = await Promise.all([getJson(kpiUrl), getJson("api/alerts")]);
+      if (shown === windowName) {
+        renderKpis(report);
+        renderAlerts(alerts);
+        $("#updated").textContent = new Date().toLocaleTimeString();
+        document.body.dataset.window = shown;
+        document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+        setStatus("ok", "live · " + shown);
+      }
+    } catch (err) {
+      setStatus("error", "no data: " + err.message);
+    }
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  for (const button of document.querySelectorAll("#windows button")) {
+    button.classList.toggle("active", button.dataset.window === windowName);
+    button.addEventListener("click", () => {
+      windowName = button.dataset.window;
+      location.hash = windowName;
+      for (const other of document.querySelectorAll("#windows button")) {
+        other.classList.toggle("active", other === button);
+      }
+      refresh();
+    });
+  }
+  refresh();
+})();
