@@ -129,7 +129,7 @@ def read_lines(paths: list[str]) -> Iterator[bytes]:
 
 
 def _missing_files(paths: list[str]) -> list[str]:
-    return [p for p in paths if p != "-" and not os.path.isfile(p)]
+    return [p for p in paths if p != "-" and (not os.path.exists(p) or os.path.isdir(p))]
 
 
 async def _sleep_until(deadline: float, stop: asyncio.Event) -> None:

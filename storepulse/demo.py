@@ -72,8 +72,9 @@ def _summary(settings: Settings) -> str:
     async def read() -> str:
         client = connect(settings)
         try:
+            # The last 5 minutes including the current, still open, bucket: live numbers.
             size = settings.bucket_seconds
-            to_s = int(time.time()) // size * size
+            to_s = (int(time.time()) // size + 1) * size
             report = await kpi_report(FunnelStore(client, settings), settings, to_s - 300, to_s)
         finally:
             await client.aclose()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from streams.settings import Settings
 from tests import harness
 from tests.unit.producers.conftest import recount
@@ -31,7 +33,7 @@ async def test_paced_rate_is_held_and_events_are_keyed_by_session(
     assert abs(len(got) - 6_000) <= 300
     assert summary["lines"] == summary["acked"] == len(got)
     assert summary["kept_up"] is True
-    assert summary["rate"] == pytest_approx(2_000, 0.05)
+    assert summary["rate"] == pytest.approx(2_000, rel=0.05)
     partitions_by_key: dict[bytes | None, set[int]] = {}
     for partition, _, key, value in got:
         event = json.loads(value)
@@ -39,12 +41,6 @@ async def test_paced_rate_is_held_and_events_are_keyed_by_session(
         partitions_by_key.setdefault(key, set()).add(partition)
     assert all(len(p) == 1 for p in partitions_by_key.values())
     assert len({p for ps in partitions_by_key.values() for p in ps}) == settings.partitions
-
-
-def pytest_approx(expected: float, rel: float) -> object:
-    import pytest
-
-    return pytest.approx(expected, rel=rel)
 
 
 async def test_unpaced_run_matches_its_manifest_through_the_broker(
@@ -80,7 +76,7 @@ async def test_unpaced_run_matches_its_manifest_through_the_broker(
     assert manifest["totals"]["injected"]["invalid"] == counted["invalid"]
     assert manifest["totals"]["injected"]["duplicates"] == counted["duplicates"]
     assert manifest["totals"]["events"] == counted["events"]
-    total = {k: 0 for k in manifest["stages"]}
+    total = dict.fromkeys(manifest["stages"], 0)
     revenue = Decimal(0)
     for row in counted["minutes"].values():
         for k, v in row["sessions"].items():

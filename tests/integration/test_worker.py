@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -144,12 +145,12 @@ async def test_worker_counts_exactly_and_dead_letters_bad_lines(
 
 
 @pytest.mark.slow
-async def test_kill_9_mid_stream_then_restart_is_exact(make_settings, tmp_path: Path) -> None:
+def test_kill_9_mid_stream_then_restart_is_exact(make_settings, tmp_path: Path) -> None:
     settings = make_settings(batch_size=50)
     now_ms = int(time.time() * 1000)
     trace = make_trace(2500, now_ms, seed=11)
-    await harness.produce(settings.kafka_bootstrap, settings.topic, trace)
-    messages = await published(settings, len(trace))
+    asyncio.run(harness.produce(settings.kafka_bootstrap, settings.topic, trace))
+    messages = asyncio.run(published(settings, len(trace)))
     kills = 0
     for _round in range(3):
         worker = harness.Worker(settings, tmp_path).start()

@@ -70,7 +70,7 @@ def test_timeline_combines_overlapping_scenarios() -> None:
 
 
 def _minutes(truth: GroundTruth) -> dict[int, dict[str, Any]]:
-    return {i: row for i, row in enumerate(truth.minutes())}
+    return dict(enumerate(truth.minutes()))
 
 
 def _run(*specs: str) -> dict[int, dict[str, Any]]:

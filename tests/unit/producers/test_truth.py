@@ -50,9 +50,7 @@ async def test_manifest_equals_a_recount_of_the_emitted_file(tmp_path: Path) -> 
 
     counted = recount(lines)
     minutes = {row["minute"]: row for row in manifest["minutes"]}
-    recounted = {
-        ms: row for ms, row in counted["minutes"].items() if any(row["sessions"].values())
-    }
+    recounted = {ms: row for ms, row in counted["minutes"].items() if any(row["sessions"].values())}
     assert {format_ts(ms) for ms in recounted} == {
         m for m, row in minutes.items() if any(row["sessions"].values())
     }
