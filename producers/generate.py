@@ -30,10 +30,11 @@ __all__ = ["GenerateOptions", "GenerateReport", "generate", "install_stop", "war
 # work is capped at 100,000 warm-up sessions (~2 s) so high rates still start promptly.
 _WARMUP_SECONDS = 300.0
 _WARMUP_MAX_SESSIONS = 100_000
-# Paced runs keep event time close to the wall clock by nudging the rate by at most 2%,
-# closing a gap of g seconds at g/10 per second.
+# Paced runs keep event time close to the wall clock by nudging the rate by at most 2%, once
+# event time is more than 5 s off (so short runs are exact), closing the excess at 1/10 per s.
 _MAX_CORRECTION = 0.02
 _CORRECTION_SECONDS = 10.0
+_DEAD_BAND_SECONDS = 5.0
 _UNPACED_CHUNK = 2_000  # lines per sink call when not pacing
 _PACED_CHUNK = 1_000  # at most 1,000 lines per burst: ~50 ms of work, the loop stays responsive
 
@@ -202,7 +203,9 @@ async def generate(
                     break
                 # Follow the model's expected rate, nudged so event time tracks the wall clock.
                 ahead = (last_emit - start_ms) / 1_000 - (time.monotonic() - started)
-                nudge = max(-_MAX_CORRECTION, min(_MAX_CORRECTION, ahead / _CORRECTION_SECONDS))
+                excess = max(0.0, abs(ahead) - _DEAD_BAND_SECONDS)
+                nudge = min(_MAX_CORRECTION, excess / _CORRECTION_SECONDS)
+                nudge = nudge if ahead > 0 else -nudge
                 rate = model.expected_rate(last_emit) * (1.0 - nudge)
                 n = await pacer.acquire(rate, limit=_PACED_CHUNK)
             else:

@@ -61,12 +61,14 @@ class TimingSensor(faust.Sensor):
         expect: int,
         finish_file: Path | None,
         latency: bool,
+        expect_file: Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.result = result
         self.expect = expect
         self.finish_file = finish_file
+        self.expect_file = expect_file
         self.latency = latency
         self.count = 0
         self.first_in: float | None = None
@@ -78,8 +80,19 @@ class TimingSensor(faust.Sensor):
         # Seconds from each record's Kafka timestamp (producer append time, ms resolution) to
         # its acknowledgement; 8 bytes per event, 100k events = 0.8 MB.
         self.latencies = array("d")
+        self.acked_at = array("d")
         self.written = False
+        self.rebalances = 0
         self.extra: dict[str, Any] = {}
+
+    @property
+    def assigned_marker(self) -> Path:
+        """Exists once the first rebalance (group join and assignment) has completed."""
+        return self.result.with_suffix(".assigned")
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        self.rebalances += 1
+        self.assigned_marker.write_text(str(self.rebalances))
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
         if self.first_in is None:
@@ -93,6 +106,7 @@ class TimingSensor(faust.Sensor):
         self.partitions.add(tp.partition)
         if self.latency and message.timestamp:
             self.latencies.append(now - message.timestamp)
+            self.acked_at.append(now)
         if self.count == self.expect:
             self.cpu_last = time.process_time()
             self._cpu_seen = self.count
@@ -105,9 +119,28 @@ class TimingSensor(faust.Sensor):
                 # Sampled here, not per message: process_time() is a system call.
                 self.cpu_last = time.process_time()
                 self._cpu_seen = self.count
+            if self.expect <= 0 and self.expect_file is not None and self.expect_file.exists():
+                # Told later (live runs): the number of messages the feed published.
+                self.expect = int(self.expect_file.read_text())
             done = self.expect > 0 and self.count >= self.expect
             if done or (self.finish_file is not None and self.finish_file.exists()):
                 self.write()
+
+    def _by_second(self) -> list[list[float]]:
+        """[second since the first ack, events acked in it, their median and max latency]."""
+        if not self.acked_at:
+            return []
+        start = self.acked_at[0]
+        seconds: dict[int, list[float]] = {}
+        for at, latency in zip(self.acked_at, self.latencies, strict=True):
+            seconds.setdefault(int(at - start), []).append(latency)
+        rows = []
+        for second, values in sorted(seconds.items()):
+            values.sort()
+            rows.append(
+                [second, len(values), round(quantile(values, 0.5), 4), round(values[-1], 4)]
+            )
+        return rows
 
     def write(self) -> None:
         """Write the result atomically (once); the bench waits for the file."""
@@ -122,6 +155,7 @@ class TimingSensor(faust.Sensor):
             "cpu_first": self.cpu_first,
             "cpu_last": self.cpu_last,
             "partitions": sorted(self.partitions),
+            "rebalances": self.rebalances,
             **self.extra,
         }
         if self.latency:
@@ -135,6 +169,7 @@ class TimingSensor(faust.Sensor):
                 "p999": quantile(values, 0.999),
                 "max": float(values[-1]) if values else 0.0,
             }
+            body["latency_by_second"] = self._by_second()
         tmp = self.result.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(self.result)
@@ -148,6 +183,13 @@ class _BenchApp(faust.App):
         self.with_redis = with_redis
         self.redis: Any = None
         super().__init__(settings.worker_id, **kwargs)
+
+    def _new_transport(self) -> Any:
+        # The worker's own transport and consumer class, so every variant fetches exactly as the
+        # worker does (its resume-from-Redis step only acts for the worker's app class).
+        from streams.app import _Transport
+
+        return _Transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
         if self.with_redis:
@@ -253,10 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", type=Path, required=True, help="result JSON to write")
     parser.add_argument("--expect", type=int, default=0, help="done after this many messages")
     parser.add_argument("--finish-file", type=Path, help="done once this file exists")
+    parser.add_argument(
+        "--expect-file", type=Path, help="done after as many messages as this file will say"
+    )
     parser.add_argument("--latency", action="store_true", help="record per-event latency")
     args = parser.parse_args(argv)
     settings = load_settings()
-    sensor = TimingSensor(args.result, args.expect, args.finish_file, args.latency)
+    sensor = TimingSensor(
+        args.result, args.expect, args.finish_file, args.latency, expect_file=args.expect_file
+    )
     app = build_app(args.mode, settings, sensor)
     worker = faust.Worker(app, loglevel="warning", quiet=True)
     worker.execute_from_commandline()

@@ -1,12 +1,23 @@
-"""Process and machine figures for the benchmark, read from /proc (Linux)."""
+"""Benchmark child processes, and process and machine figures read from /proc (Linux)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuSample", "cpu_model", "machine_cpu", "peak_rss_bytes", "process_cpu_seconds"]
+__all__ = [
+    "Child",
+    "CpuSample",
+    "cpu_model",
+    "machine_cpu",
+    "peak_rss_bytes",
+    "process_cpu_seconds",
+]
 
 _TICK = os.sysconf("SC_CLK_TCK")  # 100 on Linux: /proc CPU times have 10 ms resolution
 
@@ -62,3 +73,55 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+class Child:
+    """One variant process in its own session (Ctrl-C reaches only the bench), logging to a file.
+
+    Liveness and exit codes come from the Popen object itself, never from pid files.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self._popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self.pid = self._popen.pid
+
+    def running(self) -> bool:
+        return self._popen.poll() is None
+
+    def exit_text(self) -> str:
+        code = self._popen.poll()
+        if code is None:
+            return "running"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to its process group (Faust shuts down cleanly), SIGKILL after timeout."""
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+        self._popen.wait()

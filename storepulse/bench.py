@@ -21,13 +21,15 @@ from typing import Any
 from storepulse._bench_agents import naive_key
 from storepulse._bench_profile import PySpy, summarise
 from storepulse._bench_sys import (
+    Child,
     cpu_model,
     machine_cpu,
     peak_rss_bytes,
     process_cpu_seconds,
 )
-from storepulse._procs import ManagedProcess, ProcessSpec, free_port
+from storepulse._procs import ManagedProcess, free_port
 from storepulse.stack import broker_spec, redis_spec
+from streams.kafka import ensure_topics
 from streams.settings import Settings
 from streams.store import FunnelStore, connect
 
@@ -86,7 +88,7 @@ class BenchError(RuntimeError):
 
 @dataclass
 class BenchOptions:
-    events: int = 200_000
+    events: int = 150_000
     partitions: int | None = None  # None: the settings' (STOREPULSE_PARTITIONS, default 6)
     latency_rate: float = 5_000.0
     latency_seconds: float = 20.0
@@ -99,6 +101,7 @@ class BenchOptions:
     keep_dir: bool = False
     work_dir: Path | None = None
     trivial_batch: bool = True
+    latency_baseline: bool = True
     progress: Callable[[str], None] | None = None
 
 
@@ -176,6 +179,7 @@ class Variant:
     check: dict[str, Any] = field(default_factory=dict)
     per_process: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, float] | None = None
+    latency_by_second: list[list[float]] | None = None
     start_to_first_s: float = 0.0  # process start, imports, group join, first fetch
     stop_s: float = 0.0  # graceful shutdown (SIGTERM) of the variant's processes
 
@@ -213,6 +217,7 @@ class Variant:
         }
         if self.latency is not None:
             out["latency"] = self.latency
+            out["latency_by_second"] = self.latency_by_second
         return out
 
 
@@ -245,10 +250,10 @@ class _Bench:
         self.started = time.monotonic()
         self.broker: ManagedProcess | None = None
         self.redis: ManagedProcess | None = None
-        self.children: list[ManagedProcess] = []
+        self.children: list[Child] = []
         self.base: Settings | None = None
         self.redis_port = 0
-        self.live_report: dict[str, Any] = {}
+        self.live_reports: dict[str, dict[str, Any]] = {}
         self._db = 0
 
     # Stack ---------------------------------------------------------------------------------
@@ -340,31 +345,16 @@ class _Bench:
             raise BenchError(f"storepulse {' '.join(args)} exited {proc.returncode}:\n{tail}")
         return out.decode()
 
-    def spawn(
-        self, name: str, settings: Settings, mode: str, result: Path, *extra: str
-    ) -> ManagedProcess:
-        spec = ProcessSpec(
-            name=name,
-            argv=[
-                sys.executable,
-                "-m",
-                "storepulse._bench_agents",
-                mode,
-                "--result",
-                str(result),
-                *extra,
-            ],
-            ready=lambda: True,
-            address=settings.kafka_bootstrap,
-            env=_child_env(settings),
+    def spawn(self, name: str, settings: Settings, mode: str, result: Path, *extra: str) -> Child:
+        argv = [sys.executable, "-m", "storepulse._bench_agents", mode, "--result", str(result)]
+        proc = Child(
+            name, [*argv, *extra], _child_env(settings), self.root / "logs" / f"{name}.log"
         )
-        proc = ManagedProcess(spec, self.root)
         self.children.append(proc)
-        proc.start(timeout=5)
         return proc
 
     async def wait_for(
-        self, what: str, done: Callable[[], Any], procs: Sequence[ManagedProcess], limit_s: float
+        self, what: str, done: Callable[[], Any], procs: Sequence[Child], limit_s: float
     ) -> None:
         """Poll done() (sync or async) until true; fail early when a process died."""
         deadline = time.monotonic() + limit_s
@@ -375,17 +365,17 @@ class _Bench:
             if result:
                 return
             for proc in procs:
-                if proc.pid() is None:
+                if not proc.running():
                     raise BenchError(
-                        f"{proc.spec.name} exited while waiting for {what}; log "
-                        f"{proc.log_file}:\n{proc.log_tail(40)}"
+                        f"{proc.name} {proc.exit_text()} while waiting for {what}; log "
+                        f"{proc.log}:\n{proc.log_tail(40)}"
                     )
             if time.monotonic() > deadline:
-                logs = "\n".join(f"{p.spec.name}:\n{p.log_tail(20)}" for p in procs)
+                logs = "\n".join(f"{p.name}:\n{p.log_tail(20)}" for p in procs)
                 raise BenchError(f"timed out after {limit_s:.0f}s waiting for {what}\n{logs}")
             await asyncio.sleep(_POLL_S)
 
-    async def stop(self, procs: Sequence[ManagedProcess]) -> None:
+    async def stop(self, procs: Sequence[Child]) -> None:
         for proc in procs:
             await asyncio.to_thread(proc.stop, 20)
             with contextlib.suppress(ValueError):
@@ -474,19 +464,19 @@ class _Bench:
         check: Check,
         processes: int = 1,
         latency: bool = False,
-        feed: Callable[[Sequence[ManagedProcess]], Awaitable[int]] | None = None,
+        feed: Callable[[Sequence[Child], Sequence[Path]], Awaitable[int]] | None = None,
         profile: Path | None = None,
     ) -> Variant:
         """Run one variant to completion and collect its figures.
 
-        With one process the sensor knows when it saw n messages; with several (or a live feed)
-        the bench waits until Redis accounts for n messages and then tells the sensors to
-        report through a finish file.
+        With one process the sensor knows when it saw n messages (told up front, or through a
+        file once a live feed has published them); with several the bench waits until Redis
+        accounts for n messages and then tells the sensors to report through a finish file.
         """
         client = connect(settings)
         store = FunnelStore(client, settings)
         spy: PySpy | None = None
-        procs: list[ManagedProcess] = []
+        procs: list[Child] = []
         try:
             await client.flushdb()
             await client.config_resetstat()
@@ -494,25 +484,37 @@ class _Bench:
             vdir.mkdir(parents=True, exist_ok=True)
             finish = vdir / "finish"
             results = [vdir / f"result-{i}.json" for i in range(processes)]
-            by_finish = processes > 1 or feed is not None
+            # One process is told how many messages to expect (at once, or through a file once
+            # the live feed is done); several share them, so Redis accounting decides.
+            by_finish = processes > 1
+            expect_file = vdir / "expect"
             extra = ["--latency"] if latency else []
-            extra += ["--finish-file", str(finish)] if by_finish else ["--expect", str(n)]
+            if by_finish:
+                extra += ["--finish-file", str(finish)]
+            elif feed is not None:
+                extra += ["--expect-file", str(expect_file)]
+            else:
+                extra += ["--expect", str(n)]
             spawned = time.time()
             for i, result in enumerate(results):
                 procs.append(self.spawn(f"{name}-{i}", settings, mode, result, *extra))
-            pids = [p.pid() for p in procs]
+            pids = [p.pid for p in procs]
             if profile is not None:
-                pid = pids[0]
-                assert pid is not None
-                spy = PySpy(pid, profile, vdir / "py-spy.log")
+                # Attach once the group is joined: the profile shows processing, not imports.
+                marker = results[0].with_suffix(".assigned")
+                await self.wait_for(f"{name}: group join", marker.exists, procs, 120)
+                spy = PySpy(pids[0], profile, vdir / "py-spy.log")
             redis_pid, broker_pid = self._pid(self.redis), self._pid(self.broker)
             before = self._cpu_snapshot([*pids, redis_pid, broker_pid, os.getpid()])
             machine0 = machine_cpu()
             t0 = time.monotonic()
             timeout = self._variant_timeout(n)
             if feed is not None:
-                n = await feed(procs)
+                n = await feed(procs, [r.with_suffix(".assigned") for r in results])
                 timeout = self._variant_timeout(n)
+                tmp = expect_file.with_suffix(".tmp")
+                tmp.write_text(str(n))
+                tmp.replace(expect_file)  # atomic: the sensor never reads half a number
             if by_finish:
 
                 async def accounted() -> bool:
@@ -589,6 +591,7 @@ class _Bench:
                 for b in bodies
             ],
             latency=bodies[0].get("latency") if latency else None,
+            latency_by_second=bodies[0].get("latency_by_second") if latency else None,
         )
         self.say(
             f"{name}: {_fmt_rate(variant.events_per_s)} events/s over {variant.seconds:.1f}s, "
@@ -659,7 +662,7 @@ def _worker_check(expected: Expected) -> Check:
 
 async def _run(bench: _Bench) -> dict[str, Any]:
     opts = bench.opts
-    base = bench.start_stack()
+    bench.start_stack()
     path, expected = await bench.generate_file()
     preload_s = await bench.preload(path)
     n = opts.events
@@ -676,56 +679,11 @@ async def _run(bench: _Bench) -> dict[str, Any]:
     await run("worker", "worker", _worker_check(expected))
     await run("two_workers", "worker", _worker_check(expected), processes=2)
 
-    # Latency at a fixed offered load, fed live by the generator into a fresh topic.
-    live_topic = f"{base.topic}.live"
-    live = bench.fresh("latency", topic=live_topic, dlq_topic=f"{live_topic}.dlq")
-    live_manifest = bench.root / "live.manifest.json"
-    live_expected: list[Expected] = []
-
-    async def feed(procs: Sequence[ManagedProcess]) -> int:
-        client = connect(live)
-        try:
-            store = FunnelStore(client, live)
-
-            async def assigned() -> bool:
-                return len(await store.partitions()) >= live.partitions
-
-            await bench.wait_for("latency worker: partitions assigned", assigned, procs, 120)
-        finally:
-            await client.aclose()
-        bench.say(
-            f"latency: offering {opts.latency_rate:,.0f} events/s for {opts.latency_seconds:g}s"
-        )
-        out = await bench.run_cli(
-            live,
-            [
-                "generate",
-                "--rate",
-                str(opts.latency_rate),
-                "--duration",
-                str(opts.latency_seconds),
-                "--seed",
-                str(opts.seed + 1),
-                "--manifest",
-                str(live_manifest),
-                "--json",
-                "--progress",
-                "never",
-            ],
-            "generate-live.log",
-        )
-        report = json.loads(out.strip().splitlines()[-1])
-        live_expected.append(Expected.from_manifest(json.loads(live_manifest.read_text())))
-        bench.live_report = report
-        return int(report["lines"])
-
-    async def live_check(
-        settings: Settings, bodies: list[dict[str, Any]]
-    ) -> tuple[bool, dict[str, Any]]:
-        return await _worker_check(live_expected[0])(settings, bodies)
-
-    latency = await bench.measure("latency", "worker", live, 0, live_check, latency=True, feed=feed)
-    variants["latency"] = latency
+    # Latency at a fixed offered load, fed live by the generator into a fresh topic: the
+    # worker, then (as the floor the framework and broker set) the trivial take_events agent.
+    variants["latency"] = await _live(bench, "latency", "worker")
+    if opts.latency_baseline:
+        variants["latency_trivial"] = await _live(bench, "latency_trivial", "trivial-batch")
 
     profile: dict[str, Any] | None = None
     if opts.profile:
@@ -743,6 +701,57 @@ async def _run(bench: _Bench) -> dict[str, Any]:
             "text": summary.render(),
         }
     return _results(bench, variants, preload_s, profile)
+
+
+async def _live(bench: _Bench, name: str, mode: str) -> Variant:
+    """One variant on its own topic fed by `storepulse generate` at the offered rate."""
+    assert bench.base is not None
+    opts = bench.opts
+    topic = f"{bench.base.topic}.{name}"
+    settings = bench.fresh(name, topic=topic, dlq_topic=f"{topic}.dlq")
+    manifest = bench.root / f"{name}.manifest.json"
+    await ensure_topics(settings)
+    fed: dict[str, Any] = {}
+
+    async def feed(procs: Sequence[Child], markers: Sequence[Path]) -> int:
+        what = f"{name}: group join and assignment"
+        await bench.wait_for(what, lambda: all(m.exists() for m in markers), procs, 120)
+        await asyncio.sleep(1.0)  # the first fetch after the assignment
+        bench.say(
+            f"{name}: offering {opts.latency_rate:,.0f} events/s for {opts.latency_seconds:g}s"
+        )
+        out = await bench.run_cli(
+            settings,
+            [
+                "generate",
+                "--rate",
+                str(opts.latency_rate),
+                "--duration",
+                str(opts.latency_seconds),
+                "--seed",
+                str(opts.seed + 1),
+                "--manifest",
+                str(manifest),
+                "--no-create-topics",
+                "--json",
+                "--progress",
+                "never",
+            ],
+            f"generate-{name}.log",
+        )
+        fed["report"] = report = json.loads(out.strip().splitlines()[-1])
+        fed["expected"] = Expected.from_manifest(json.loads(manifest.read_text()))
+        bench.live_reports[name] = report
+        return int(report["lines"])
+
+    async def check(
+        settings: Settings, bodies: list[dict[str, Any]]
+    ) -> tuple[bool, dict[str, Any]]:
+        if mode == "worker":
+            return await _worker_check(fed["expected"])(settings, bodies)
+        return await _count_check(int(fed["report"]["lines"]))(settings, bodies)
+
+    return await bench.measure(name, mode, settings, 0, check, latency=True, feed=feed)
 
 
 def _target(key: str, value: float) -> dict[str, Any]:
@@ -766,7 +775,7 @@ def _results(
     w, t, nv, two = (variants[k] for k in ("worker", "trivial", "naive", "two_workers"))
     lat = variants["latency"]
     q = lat.latency or {}
-    report = bench.live_report
+    report = bench.live_reports.get("latency", {})
     ratio_t = w.events_per_s / t.events_per_s
     ratio_n = w.events_per_s / nv.events_per_s
     results: dict[str, Any] = {
@@ -792,6 +801,7 @@ def _results(
         "latency_target_events_per_s": bench.opts.latency_rate,
         "latency_generator_kept_up": report.get("kept_up"),
         "latency_method": LATENCY_METHOD,
+        "latency_by_second": lat.latency_by_second,
         "worker_cpu_s": round(w.cpu_s, 3),
         "worker_cpu_us_per_event": round(1e6 * w.cpu_s / w.events, 1),
         "trivial_cpu_us_per_event": round(1e6 * t.cpu_s / t.events, 1),
@@ -808,6 +818,10 @@ def _results(
         "bench_seconds": round(time.monotonic() - bench.started, 1),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
+    if "latency_trivial" in variants:
+        base_q = variants["latency_trivial"].latency or {}
+        results["trivial_p50_latency_s"] = base_q.get("p50")
+        results["trivial_p99_latency_s"] = base_q.get("p99")
     if "trivial_batch" in variants:
         tb = variants["trivial_batch"]
         results["trivial_batch_events_per_s"] = round(tb.events_per_s, 1)
@@ -830,6 +844,7 @@ _LABELS = {
     "worker": "worker (exact)",
     "two_workers": "2 workers (exact)",
     "latency": "worker at fixed load",
+    "latency_trivial": "trivial take_events at fixed load",
     "profile": "worker under py-spy",
 }
 
@@ -865,6 +880,12 @@ def render_table(results: dict[str, Any]) -> str:
         f"p99 {results['p99_latency_s'] or 0:.3f} s, p99.9 {results['p999_latency_s'] or 0:.3f} s, "
         f"max {results['max_latency_s'] or 0:.3f} s"
     )
+    if results.get("trivial_p99_latency_s") is not None:
+        lines.append(
+            "  floor set by Faust and the broker (trivial take_events agent, same load): "
+            f"p50 {results['trivial_p50_latency_s']:.3f} s, "
+            f"p99 {results['trivial_p99_latency_s']:.3f} s"
+        )
     lines.append(
         f"worker cost: {results['worker_cpu_s']:.1f} CPU s for {results['events']:,} events "
         f"({results['worker_cpu_us_per_event']:.0f} µs/event; trivial agent "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,14 @@ import redis
 
 from streams.settings import Settings
 from tests import harness
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A SIGTERM (CI time-out, `timeout`) unwinds like Ctrl-C, so fixtures stop their services.
+signal.signal(signal.SIGTERM, _interrupt)
 
 # Tests never read the developer's own STOREPULSE_* environment.
 for _name in [n for n in os.environ if n.startswith("STOREPULSE_")]:

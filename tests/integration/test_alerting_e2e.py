@@ -174,7 +174,12 @@ def generator(settings: Settings, run_dir: Path, *args: str) -> Iterator[subproc
             yield proc
         finally:
             proc.terminate()
-            proc.wait(timeout=20)
+            try:
+                # It stops pacing, flushes and reports; a busy broker can make that slow.
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def prom(base: str, path: str, **params: str) -> Any:
@@ -183,6 +188,14 @@ def prom(base: str, path: str, **params: str) -> Any:
         answer = json.load(resp)
     assert answer["status"] == "success", answer
     return answer["data"]
+
+
+def overall(receiver: WebhookReceiver) -> bool:
+    """CartAbandonmentSpike paged for the whole shop (channel="all", device="all")."""
+    return any(
+        a["status"] == "firing" and a["labels"]["channel"] == a["labels"]["device"] == "all"
+        for a in receiver.alerts("CartAbandonmentSpike")
+    )
 
 
 def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
@@ -205,14 +218,25 @@ def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
                 interval="1s",
             )
             services.append(prometheus)
-            steady_s, spike_start = 30, 0.0
+            # The generator starts with a transient (sessions already mid-funnel at its start
+            # are first seen at a later stage): the first ~45 s have a high, falling cart
+            # abandonment (about 0.88 down to 0.6 with --abandonment=0.3). The steady part
+            # spans it, so "steady does not page" covers the transient too; the spike then has
+            # a baseline to rise above. --abandonment=0.3 keeps that baseline below 0.9:
+            # above it the threshold (baseline + 10 points) would pass 100 % and never fire.
+            steady_s, spike_start = 45, 0.0
             t0 = time.time()
             with generator(
                 s,
                 tmp_path,
-                "--rate=400",
-                "--duration=90",
+                "--rate=500",
+                "--duration=120",
                 "--seed=11",
+                "--abandonment=0.3",
+                # One segment: 15 s windows of a small segment (a few dozen carts) are noisy
+                # enough to page with a 3 s `for:`; production's 15 min and 10 min are not.
+                "--channels=organic=1,direct=0,paid_search=0,social=0,email=0,referral=0,affiliate=0",
+                "--devices=desktop=1,mobile=0,tablet=0",
                 f"--scenario=steady:duration={steady_s}",
                 # The last checkout step fails for 90 % of the sessions reaching it: purchases
                 # (8 s after review, median) stop within seconds, carts go on.
@@ -221,19 +245,16 @@ def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
                 worker = harness.Worker(s, tmp_path).start()
                 spike_start = t0 + steady_s
                 deadline = spike_start + 45
-                while time.time() < deadline and not receiver.alerts("CartAbandonmentSpike"):
+                while time.time() < deadline and not overall(receiver):
                     time.sleep(0.5)
             paged = receiver.alerts("CartAbandonmentSpike")
-            assert paged, (
+            assert overall(receiver), (
                 f"no page; webhooks: {receiver.alerts()}\n"
                 f"{prom(prometheus.address, 'query', query='ALERTS')}"
             )
             assert paged[0]["status"] == "firing"
             assert paged[0]["at"] > spike_start
             assert paged[0]["annotations"]["runbook_url"].endswith("#cartabandonmentspike")
-            assert {"channel": "all", "device": "all"}.items() <= next(
-                a["labels"] for a in paged if a["labels"]["channel"] == "all"
-            ).items()
             # Nothing paged before the spike: no webhook at all, and not even a pending
             # CartAbandonmentSpike while the steady traffic filled the windows.
             assert not [a for a in receiver.alerts() if a["at"] < spike_start]
@@ -245,7 +266,7 @@ def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
                 **steady,
             )
             assert pending["result"] == []
-            # ... while the rule had data to judge: abandonment near the generator's 70 %.
+            # ... while the rule had data to judge all along.
             series = prom(
                 prometheus.address,
                 "query_range",
@@ -254,8 +275,8 @@ def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
             )["result"]
             assert series
             values = [float(v) for _, v in series[0]["values"]]
-            assert len(values) >= 5
-            assert 0.55 < sum(values) / len(values) < 0.8, values
+            assert len(values) >= 20
+            assert all(0.3 < v < 1 for v in values), values
             # The same page reached the exporter: the board lists it.
             with urllib.request.urlopen(exporter_url + "/api/alerts", timeout=10) as resp:
                 board = json.load(resp)

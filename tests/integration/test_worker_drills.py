@@ -25,6 +25,15 @@ def wait_progress(settings, at_least: int, timeout: float = 60) -> int:
     raise AssertionError(f"no progress to {at_least} within {timeout}s")
 
 
+def wait_log(worker: harness.Worker, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.proc.log_file.exists() and text in worker.proc.log_file.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in the log of {worker.proc.spec.name} after {timeout}s")
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return resp.read().decode()
@@ -34,24 +43,26 @@ def test_second_worker_joins_and_leaves_mid_stream(make_settings, tmp_path: Path
     settings = make_settings(batch_size=100)
     now_ms = int(time.time() * 1000)
     trace = make_trace(2000, now_ms, seed=21)
-    feeder = harness.Feeder(settings.kafka_bootstrap, settings.topic, trace, rate=400)
+    # About 24 s of traffic at 300 messages/s: long enough for a join and a leave.
+    feeder = harness.Feeder(settings.kafka_bootstrap, settings.topic, trace, rate=300)
     feeder.start()
     first = harness.Worker(settings, tmp_path, "worker-a").start()
     second_settings = settings.model_copy(update={"worker_web_port": harness.free_port()})
     second = harness.Worker(second_settings, tmp_path, "worker-b")
     try:
-        wait_progress(settings, len(trace) // 5)
+        wait_progress(settings, 1)
         second.start()  # joins: the partitions are split between the two
-        wait_progress(settings, len(trace) // 2)
+        wait_log(second, "resuming from offset")  # it took over partitions mid-stream
+        done = harness.accounted(settings)["accounted"]
+        wait_progress(settings, done + 200)
         assert second.alive()
+        assert feeder.is_alive(), "the feed ended before the rebalance: slow it down"
         second.stop()  # leaves: its partitions go back to the first worker
         assert feeder.finish() == len(trace)
         harness.wait_accounted(settings, len(trace), worker=first)
     finally:
         second.stop()
         first.stop()
-    # The second worker took over partitions the first had applied up to some offset.
-    assert "resuming from offset" in second.proc.log_file.read_text()
     messages = asyncio.run(published(settings, len(trace)))
     check_against_reference(settings, messages, now_ms)
 
