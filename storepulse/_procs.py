@@ -197,6 +197,7 @@ class ManagedProcess:
                     self._reap()
                     time.sleep(0.05)
         self._reap()
+        self._finish_child()
         self.pid_file.unlink(missing_ok=True)
         return stopped
 
@@ -210,8 +211,15 @@ class ManagedProcess:
                 self._reap()
                 time.sleep(0.02)
         self._reap()
+        self._finish_child()
         self.pid_file.unlink(missing_ok=True)
 
     def _reap(self) -> None:
         if self._child is not None:
             self._child.poll()
+
+    def _finish_child(self) -> None:
+        """Our own child must be gone after stop/kill, even if its pid file was lost."""
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+            self._child.wait(10)

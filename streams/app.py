@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -26,6 +28,19 @@ from streams.worker import BatchProcessor, Record, dlq_payload
 __all__ = ["StorepulseApp", "create_app", "run_worker"]
 
 log = logging.getLogger("storepulse.worker")
+
+
+SHUTDOWN_GRACE_SECONDS = 15.0
+
+
+def _forced_exit() -> None:
+    log.warning(
+        "shutdown still waiting after %.0fs (Kafka unreachable?); exiting now. Nothing is lost: "
+        "applied offsets are stored in Redis with the counters.",
+        SHUTDOWN_GRACE_SECONDS,
+    )
+    logging.shutdown()
+    os._exit(0)
 
 
 class _ResumingConsumer(faust_aiokafka.Consumer):
@@ -148,6 +163,14 @@ class StorepulseApp(faust.App):
             sp.worker_web_port or "-",
         )
         await super().on_start()
+
+    async def on_stop(self) -> None:
+        # aiokafka's close retries a dead broker for minutes (leave group, commit). Nothing is
+        # lost by not waiting: stored offsets live in Redis, so after 15 s the process just ends.
+        watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, _forced_exit)
+        watchdog.daemon = True
+        watchdog.start()
+        await super().on_stop()
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
