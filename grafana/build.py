@@ -464,9 +464,9 @@ def _pipeline() -> list[Any]:
             "messages (DeadLetterSurge: above 5 % and 1/s for 10 minutes).",
             [
                 _query(
-                    "sum(max without (instance) "
-                    "(rate(storepulse_dlq_messages_total[$__rate_interval])))",
-                    "dead-lettered/s",
+                    "sum by (reason) (max without (instance) "
+                    "(rate(storepulse_events_rejected_total[$__rate_interval])))",
+                    "{{reason}}/s",
                 ),
                 _query("storepulse:dlq_messages:ratio_rate5m", "share of consumed", ref="B"),
             ],

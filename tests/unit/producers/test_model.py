@@ -1,4 +1,4 @@
-"""The traffic model: determinism, the event contract, the configured norms on a large sample."""
+"""The traffic model: determinism, the contract, and the configured norms on a large sample."""
 
 from __future__ import annotations
 
