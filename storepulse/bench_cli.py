@@ -28,8 +28,8 @@ at --latency-rate for --latency-seconds, and every event's latency from its Kafk
 its batch being stored gives p50 and p99. Every variant's counters are checked against the
 generator's ground truth (`exact`).
 
-Prints a table and writes --output (JSON). Default sizes take about 4 minutes on an idle 2-core
-machine, up to 8 when other work shares it.
+Prints a table and writes --output (JSON). Default sizes took ~9 minutes on the 2-core
+reference machine while other work used 1.5 of its cores (less on an idle one).
 Targets on the 2-core reference machine: worker >= 0.9 x trivial, >= 2 x naive, p99 < 1 s at
 5,000 events/s, exact. --profile adds a run of the worker under py-spy and says where the time
 goes (py-spy: `pip install py-spy`).

@@ -17,9 +17,10 @@
 --  11  stage names         comma separated, funnel order
 --  12  n                   number of (field, increment) pairs for the totals hash that follow
 --  ..  pairs               rejected counts, latency histogram buckets, ...
---  then 11 values per accepted event:
+--  then one JSON array (cjson) of 11 strings per accepted event, flattened:
 --      event_id, session_id, ts_ms, stage index (0-based), type, channel, device, country,
 --      order_id ('' if none), revenue in ten-thousandths ('' if none), currency
+--  (one argument instead of 11 per event: redis-py packs each argument in Python, ~30 us/event)
 --
 -- Returns {status, applied offset, accepted, duplicates}; status "conflict" when the stored
 -- offset is not the expected one (another worker applied meanwhile): nothing was written.
@@ -71,12 +72,14 @@ for k = 0, #stages - 1 do
   t_fields[#t_fields + 1] = 't' .. k
 end
 
-local last = #ARGV
+local ev = cjson.decode(ARGV[i])
+i = 1
+local last = #ev
 while i + 10 <= last do
-  local eid, sid = ARGV[i], ARGV[i + 1]
-  local ts = tonumber(ARGV[i + 2])
-  local stage = tonumber(ARGV[i + 3])
-  local etype = ARGV[i + 4]
+  local eid, sid = ev[i], ev[i + 1]
+  local ts = tonumber(ev[i + 2])
+  local stage = tonumber(ev[i + 3])
+  local etype = ev[i + 4]
   local sk = pfx .. 's:' .. sid
   if redis.call('HSETNX', sk, 'e:' .. eid, '1') == 0 then
     dups = dups + 1
@@ -89,7 +92,7 @@ while i + 10 <= last do
       ch, dev, cty = string.match(state[1], '^([^\t]*)\t([^\t]*)\t(.*)$')
     else
       -- Segments come from the session's first accepted event.
-      ch, dev, cty = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+      ch, dev, cty = ev[i + 5], ev[i + 6], ev[i + 7]
       redis.call('HSET', sk, 'g', ch .. '\t' .. dev .. '\t' .. cty)
     end
     -- Closed funnel: the session reached every stage <= stage at ts at the latest.
@@ -113,12 +116,12 @@ while i + 10 <= last do
       end
     end
     redis.call('ZADD', sz, 'GT', ts, sid)
-    local oid = ARGV[i + 8]
+    local oid = ev[i + 8]
     if stage == purchase_stage and oid ~= '' then
       -- Each order counts once: the first accepted event with its order_id wins.
       if redis.call('HSETNX', orders, oid, ts) == 1 then
         redis.call('ZADD', oz, ts, oid)
-        local rev, cur = ARGV[i + 9], ARGV[i + 10]
+        local rev, cur = ev[i + 9], ev[i + 10]
         local bk = bucket_key(ts)
         redis.call('HINCRBY', bk, 'o|' .. cur .. '|' .. ch .. '|' .. dev, 1)
         redis.call('HINCRBY', bk, 'og|' .. cur .. '|' .. cty, 1)

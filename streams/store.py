@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -147,7 +148,9 @@ class FunnelStore:
         for name, increment in call.totals.items():
             argv.append(name)
             argv.append(increment)
-        argv.extend(call.events)
+        # One JSON argument for all events: packing 11 arguments per event in redis-py costs
+        # ~30 us/event of worker CPU; json.dumps of the flat list costs ~1 us/event.
+        argv.append(json.dumps(call.events, separators=(",", ":"), ensure_ascii=False))
         return argv
 
     async def apply(self, calls: Sequence[BatchCall]) -> list[tuple[str, int, int, int]]:
