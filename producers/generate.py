@@ -12,15 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from producers.manifest import build_manifest, write_manifest
 from producers.model import LOST, Entry, TrafficConfig, TrafficModel
 from producers.rate import Pacer, Progress
 from producers.scenarios import Scenario, Timeline
-from producers.sinks import FileSink, KafkaSink, Sink, SinkError
+from producers.sinks import FileSink, KafkaSink, Sink, create_topics, start_sink
 from producers.truth import GroundTruth
-from streams.kafka import ensure_topics
 from streams.settings import Settings
 
 __all__ = ["GenerateOptions", "GenerateReport", "generate", "install_stop", "warmup_for"]
@@ -172,18 +169,9 @@ async def generate(
         sink = FileSink(opts.out)
     else:
         if opts.create_topics:
-            try:
-                await ensure_topics(settings)
-            except (KafkaError, OSError) as exc:
-                raise SinkError(
-                    f"cannot create topics on Kafka at {settings.kafka_bootstrap}: {exc}"
-                ) from None
+            await create_topics(settings)
         sink = KafkaSink(settings, compression=opts.compression)
-    try:
-        await sink.start()
-    except BaseException:
-        await sink.stop()
-        raise
+    await start_sink(sink)
     pacer = Pacer()
     started = time.monotonic()
     interrupted = False

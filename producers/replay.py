@@ -11,12 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from producers.lines import inspect_line, retime_line
 from producers.rate import Pacer, Progress
-from producers.sinks import KafkaSink, Message, SinkError, open_lines
-from streams.kafka import ensure_topics
+from producers.sinks import KafkaSink, Message, SinkError, create_topics, open_lines, start_sink
 from streams.settings import Settings
 
 __all__ = ["ReplayOptions", "ReplayReport", "Schedule", "read_lines", "replay"]
@@ -151,18 +148,8 @@ async def replay(
         raise SinkError(f"no such file: {', '.join(missing)}")
     stop = stop or asyncio.Event()
     if opts.create_topics:
-        try:
-            await ensure_topics(settings)
-        except (KafkaError, OSError) as exc:
-            raise SinkError(
-                f"cannot create topics on Kafka at {settings.kafka_bootstrap}: {exc}"
-            ) from None
-    sink = KafkaSink(settings, compression=opts.compression)
-    try:
-        await sink.start()
-    except BaseException:
-        await sink.stop()
-        raise
+        await create_topics(settings)
+    sink = await start_sink(KafkaSink(settings, compression=opts.compression))
     read = 0
     sent_bytes = 0
     first_ts: int | None = None

@@ -7,12 +7,12 @@ import gzip
 import importlib.util
 import sys
 from collections.abc import Sequence
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Protocol, TypeVar, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from streams.kafka import client_options
+from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
 
 __all__ = [
@@ -20,8 +20,10 @@ __all__ = [
     "KafkaSink",
     "Sink",
     "SinkError",
+    "create_topics",
     "default_compression",
     "open_lines",
+    "start_sink",
 ]
 
 Message = tuple[bytes | None, bytes]
@@ -32,6 +34,16 @@ _GZIP_LEVEL = 6
 
 class SinkError(Exception):
     """The sink cannot be used (broker unreachable, topic missing, file not writable)."""
+
+
+async def create_topics(settings: Settings) -> None:
+    """The events and dead-letter topics, created when missing; SinkError when Kafka says no."""
+    try:
+        await ensure_topics(settings)
+    except (KafkaError, OSError) as exc:
+        raise SinkError(
+            f"cannot create topics on Kafka at {settings.kafka_bootstrap}: {exc}"
+        ) from None
 
 
 class Sink(Protocol):
@@ -205,3 +217,16 @@ class KafkaSink:
         if self._started:
             self._started = False
             await self._producer.stop()
+
+
+S = TypeVar("S", bound=Sink)
+
+
+async def start_sink(sink: S) -> S:
+    """The sink, started; a failed start still releases what it opened."""
+    try:
+        await sink.start()
+    except BaseException:
+        await sink.stop()
+        raise
+    return sink

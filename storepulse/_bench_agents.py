@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from streams.app import _Transport, create_app, raw_topic
 from streams.settings import Settings, load_settings
 
 __all__ = ["MODES", "TimingSensor", "build_app", "main", "naive_key", "quantile"]
@@ -187,8 +188,6 @@ class _BenchApp(faust.App):
     def _new_transport(self) -> Any:
         # The worker's own transport and consumer class, so every variant fetches exactly as the
         # worker does (its resume-from-Redis step only acts for the worker's app class).
-        from streams.app import _Transport
-
         return _Transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
@@ -237,20 +236,11 @@ def _decode(value: bytes | None) -> str:
 def build_app(mode: str, settings: Settings, sensor: TimingSensor) -> Any:
     """The Faust app of one variant, with the timing sensor installed."""
     if mode == "worker":
-        from streams.app import create_app
-
         worker_app = create_app(settings)
         worker_app.sensors.add(sensor)
         return worker_app
     app = _BenchApp(settings, with_redis=mode == "naive", **_faust_options(settings))
-    topic = app.topic(
-        settings.topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+    topic = raw_topic(app, settings)
     seen = sensor.extra
     seen["agent_count"] = 0
 

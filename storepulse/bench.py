@@ -30,7 +30,7 @@ from storepulse._bench_sys import (
 from storepulse._procs import ManagedProcess, free_port
 from storepulse.stack import broker_spec, redis_spec
 from streams.kafka import ensure_topics
-from streams.settings import Settings
+from streams.settings import Settings, child_environment
 from streams.store import FunnelStore, connect
 
 __all__ = [
@@ -221,20 +221,6 @@ class Variant:
         return out
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process use exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREPULSE_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, tuple | list):
-            value = ",".join(value)
-        elif hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"STOREPULSE_{name.upper()}"] = str(value)
-    return env
-
-
 def _fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -332,7 +318,7 @@ class _Bench:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
-                env=_child_env(settings),
+                env=child_environment(settings),
             )
             try:
                 out, _ = await proc.communicate()
@@ -348,7 +334,7 @@ class _Bench:
     def spawn(self, name: str, settings: Settings, mode: str, result: Path, *extra: str) -> Child:
         argv = [sys.executable, "-m", "storepulse._bench_agents", mode, "--result", str(result)]
         proc = Child(
-            name, [*argv, *extra], _child_env(settings), self.root / "logs" / f"{name}.log"
+            name, [*argv, *extra], child_environment(settings), self.root / "logs" / f"{name}.log"
         )
         self.children.append(proc)
         return proc

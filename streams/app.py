@@ -25,7 +25,7 @@ from streams.settings import Settings
 from streams.store import FunnelStore, connect
 from streams.worker import BatchProcessor, Record, dlq_payload
 
-__all__ = ["StorepulseApp", "create_app", "run_worker"]
+__all__ = ["StorepulseApp", "create_app", "raw_topic", "run_worker"]
 
 log = logging.getLogger("storepulse.worker")
 
@@ -241,6 +241,18 @@ def _credentials(settings: Settings) -> Any:
     return context
 
 
+def raw_topic(app: faust.App, settings: Settings) -> Any:
+    """The events topic with raw bytes keys and values: the worker validates, not Faust."""
+    return app.topic(
+        settings.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
     """The worker app for these settings (tests pass their own registry)."""
     datadir = settings.state_dir / "faust"
@@ -266,14 +278,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         datadir=str(datadir / settings.worker_id),
         loghandlers=[],
     )
-    source = app.topic(
-        settings.topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+    source = raw_topic(app, settings)
 
     @app.agent(source, name="storepulse.funnel")
     async def funnel(stream: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -11,7 +12,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.events import DEFAULT_CHECKOUT_STEPS
 
-__all__ = ["DEFAULT_CHECKOUT_STEPS", "Settings", "SettingsError", "load_settings", "settings_table"]
+__all__ = [
+    "DEFAULT_CHECKOUT_STEPS",
+    "Settings",
+    "SettingsError",
+    "child_environment",
+    "load_settings",
+    "settings_table",
+]
 
 # Stage names the funnel uses itself; a checkout step may not reuse them.
 _RESERVED_STAGES = frozenset({"visit", "cart", "purchase"})
@@ -192,6 +200,23 @@ def settings_table() -> str:
             f"| {info.description} |"
         )
     return "\n".join(rows)
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with STOREPULSE_* replaced by exactly these settings.
+
+    A child `storepulse` process started with it (demo, bench, tests) reads the same settings.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREPULSE_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, tuple | list):
+            value = ",".join(value)
+        elif isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"STOREPULSE_{name.upper()}"] = str(value)
+    return env
 
 
 def load_settings(**overrides: object) -> Settings:

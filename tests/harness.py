@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from storepulse.stack import (
     render_alertmanager_config,
     render_prometheus_config,
 )
-from streams.settings import Settings
+from streams.settings import Settings, child_environment
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STOREPULSE = [sys.executable, "-m", "storepulse.cli"]
@@ -94,18 +93,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def env_for(settings: Settings) -> dict[str, str]:
-    """Environment that makes a `storepulse` child process use exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREPULSE_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, tuple | list):
-            value = ",".join(value)
-        elif hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"STOREPULSE_{name.upper()}"] = str(value)
-    return env
+env_for = child_environment
 
 
 def run_cli(
