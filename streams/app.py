@@ -284,6 +284,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def funnel(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
             assert app.processor is not None
+            # wait=False: this batch's Redis call overlaps the next batch's validation.
             await app.processor.process(
                 [
                     Record(
@@ -296,13 +297,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                         else None,
                     )
                     for e in events
-                ]
+                ],
+                wait=False,
             )
 
     @app.timer(2.0)  # type: ignore[untyped-decorator]
     async def health() -> None:
         """Every 2 s: keep storepulse_worker_up true while idle, and look for recreated topics."""
         if app.processor is not None and app.redis is not None and app.dlq is not None:
+            await app.processor.flush()  # the last batch of a burst, settled within 2 s
             await app.processor.probe("redis", app.redis.ping)
             await app.processor.probe("kafka", app.dlq.reachable)
             await app.processor.check_partitions()
