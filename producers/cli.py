@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from streams.argtypes import count, positive, share
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,36 +85,6 @@ def _factors(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
-
-
 def _seconds(text: str) -> float:
     from producers.scenarios import ScenarioError, parse_duration
 
@@ -126,7 +97,7 @@ def _seconds(text: str) -> float:
 def _speed(text: str) -> float | None:
     if text.strip().lower() == "max":
         return None
-    return _positive(text)
+    return positive(text)
 
 
 def _add_kafka_options(p: argparse._ActionsContainer) -> None:
@@ -166,7 +137,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--rate",
-        type=_positive,
+        type=positive,
         default=200.0,
         help="baseline lines per second of event time (default 200); with Kafka also the real-"
         "time sending rate, held within 5%% while the broker keeps up",
@@ -184,7 +155,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--events",
-        type=_count,
+        type=count,
         metavar="N",
         help="stop after N lines (duplicates and invalid lines included)",
     )
@@ -225,13 +196,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     model.add_argument(
         "--cvr",
-        type=_share,
+        type=share(),
         default=0.025,
         help="session conversion rate, purchases / sessions (default 0.025)",
     )
     model.add_argument(
         "--abandonment",
-        type=_share,
+        type=share(),
         default=0.70,
         help="cart abandonment, 1 - purchases / carting sessions (default 0.70)",
     )
@@ -270,35 +241,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     model.add_argument(
         "--returning-share",
-        type=_share,
+        type=share(),
         default=0.30,
         help="share of non-B2B sessions by a returning user, with a user_id (default 0.30)",
     )
     model.add_argument(
         "--users",
-        type=_count,
+        type=count,
         default=50_000,
         help="population of returning users (default 50,000)",
     )
     model.add_argument(
         "--b2b-share",
-        type=_share,
+        type=share(),
         default=0.05,
         help="share of sessions by a B2B buyer, with user_id and account_id (default 0.05)",
     )
     model.add_argument(
-        "--accounts", type=_count, default=200, help="B2B accounts in the population (default 200)"
+        "--accounts", type=count, default=200, help="B2B accounts in the population (default 200)"
     )
     model.add_argument(
         "--users-per-account",
-        type=_count,
+        type=count,
         default=5,
         help="buyers per B2B account (default 5)",
     )
     model.add_argument("--currency", default="USD", help="ISO 4217 currency (default USD)")
     model.add_argument(
         "--daily-shape",
-        type=_share,
+        type=share(),
         default=0.0,
         metavar="AMPLITUDE",
         help="daily traffic shape: arrivals x (1 + AMPLITUDE*cos), peaking at --peak-hour UTC, "
@@ -314,7 +285,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     noise = gen.add_argument_group("tracker noise (all off by default)")
     noise.add_argument(
         "--late-share",
-        type=_share,
+        type=share(),
         default=0.0,
         help="share of events delivered late, out of order, by up to --max-delay",
     )
@@ -328,14 +299,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     noise.add_argument(
         "--duplicate-share",
-        type=_share,
+        type=share(),
         default=0.0,
         help="share of events re-sent within 2 s (same event_id, same bytes)",
     )
-    noise.add_argument("--loss-share", type=_share, default=0.0, help="share of events never sent")
+    noise.add_argument("--loss-share", type=share(), default=0.0, help="share of events never sent")
     noise.add_argument(
         "--invalid-share",
-        type=_share,
+        type=share(),
         default=0.0,
         help="extra invalid lines per event: truncated JSON, non-objects, missing fields, "
         "naive timestamps, negative money, unknown types (for the dead-letter path)",
@@ -360,7 +331,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     rep.add_argument(
         "--rate",
-        type=_positive,
+        type=positive,
         metavar="N",
         help="cap at N lines per second (on top of --speed)",
     )

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from streams.argtypes import count, positive, share
 from streams.settings import Settings
 
 __all__ = ["register"]
@@ -34,36 +35,6 @@ Targets on the 2-core reference machine: worker >= 0.9 x trivial, >= 2 x naive, 
 5,000 events/s, exact. --profile adds a run of the worker under py-spy and says where the time
 goes (py-spy: `pip install py-spy`).
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 0.5], got {text!r}") from None
-    if not 0 <= value <= 0.5:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 0.5], got {value:g}")
-    return value
 
 
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,25 +82,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     size = bench.add_argument_group("sizes")
     size.add_argument(
         "--events",
-        type=_positive_int,
+        type=count,
         default=150_000,
         help="events preloaded for the throughput variants (default 150,000)",
     )
     size.add_argument(
         "--partitions",
-        type=_positive_int,
+        type=count,
         default=None,
         help="partitions of the bench topics (default STOREPULSE_PARTITIONS, 6)",
     )
     size.add_argument(
         "--latency-rate",
-        type=_positive_float,
+        type=positive,
         default=5_000.0,
         help="events per second offered in the latency run (default 5,000)",
     )
     size.add_argument(
         "--latency-seconds",
-        type=_positive_float,
+        type=positive,
         default=20.0,
         help="length of the latency run in seconds (default 20)",
     )
@@ -137,13 +108,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     data.add_argument(
         "--duplicate-share",
-        type=_share,
+        type=share(0.5),
         default=0.01,
         help="share of re-sent duplicate events in the preloaded data (default 0.01)",
     )
     data.add_argument(
         "--invalid-share",
-        type=_share,
+        type=share(0.5),
         default=0.001,
         help="share of invalid lines (dead-lettered by the worker) (default 0.001)",
     )
