@@ -102,32 +102,34 @@ def test_redis_killed_and_restarted_from_aof(make_settings, tmp_path: Path) -> N
 
 
 def test_recreated_topic_is_detected_and_new_events_all_count(
-    make_settings, tmp_path: Path, caplog
+    make_settings, tmp_path: Path
 ) -> None:
-    broker = harness.start_broker(tmp_path / "own-broker")
-    settings = make_settings(kafka_bootstrap=broker.address)
-    now_ms = int(time.time() * 1000)
-    old = make_trace(120, now_ms, seed=1)
-    asyncio.run(harness.produce(broker.address, settings.topic, old))
-    worker = harness.Worker(settings, tmp_path).start()
+    brokers = [harness.start_broker(tmp_path / "own-broker")]
+    workers: list[harness.Worker] = []
     try:
-        harness.wait_accounted(settings, len(old), worker=worker)
+        settings = make_settings(kafka_bootstrap=brokers[0].address)
+        now_ms = int(time.time() * 1000)
+        old = make_trace(120, now_ms, seed=1)
+        asyncio.run(harness.produce(brokers[0].address, settings.topic, old))
+        workers.append(harness.Worker(settings, tmp_path).start())
+        harness.wait_accounted(settings, len(old), worker=workers[0])
+        workers[0].stop()
+        before = harness.accounted(settings)
+        # The in-memory broker restarts empty, as after `storepulse stack down/up` with Redis kept.
+        brokers[0].stop()
+        brokers.append(harness.start_broker(tmp_path / "own-broker", port=brokers[0].port))
+        new = [(k, v.replace(b'"sess-', b'"new-sess-')) for k, v in make_trace(30, now_ms, seed=2)]
+        asyncio.run(harness.produce(brokers[1].address, settings.topic, new))
+        workers.append(harness.Worker(settings, tmp_path, "worker-2").start())
+        harness.wait_accounted(settings, len(old) + len(new), worker=workers[1])
+        workers[1].stop()
     finally:
-        worker.stop()
-    before = harness.accounted(settings)
-    # The in-memory broker restarts empty, as after `storepulse stack down/up` with Redis kept.
-    broker.stop()
-    broker = harness.start_broker(tmp_path / "own-broker", port=broker.port)
-    new = [(k, v.replace(b'"sess-', b'"new-sess-')) for k, v in make_trace(30, now_ms, seed=2)]
-    asyncio.run(harness.produce(broker.address, settings.topic, new))
-    worker = harness.Worker(settings, tmp_path, "worker-2").start()
-    try:
-        harness.wait_accounted(settings, len(old) + len(new), worker=worker)
-    finally:
-        worker.stop()
-        broker.stop()
+        for worker in workers:
+            worker.stop()
+        for broker in brokers:
+            broker.stop()
     after = harness.accounted(settings)
-    assert "was recreated" in worker.proc.log_file.read_text()
+    assert "was recreated" in workers[1].proc.log_file.read_text()
     assert after["topic_resets"] >= 1
     # Every new record counted on top of what was there: nothing skipped, nothing lost.
     assert after["accounted"] - before["accounted"] == len(new)
