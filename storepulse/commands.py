@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from producers import cli as producers_cli
+from storepulse import bench_cli
+from streams import cli as streams_cli
+from streams import exporter_cli
+
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the worker, KPI, exporter, producer and benchmark subcommands to the parser."""
-    # Each package's cli module adds its own subcommands; imports stay light (argparse only).
-    for module in ("streams.cli", "streams.exporter_cli", "producers.cli", "storepulse.bench_cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(sub)
+    # Each module keeps its imports light (argparse only); the work is imported by the handler.
+    for module in (streams_cli, exporter_cli, producers_cli, bench_cli):
+        module.register(sub)
