@@ -13,6 +13,7 @@ from types import FrameType
 
 from storepulse._procs import ManagedProcess, ProcessSpec, ServiceError, http_ready
 from storepulse.stack import LocalStack
+from streams.funnel import bucket_of
 from streams.kafka import ensure_topics
 from streams.settings import Settings
 
@@ -74,7 +75,7 @@ def _summary(settings: Settings) -> str:
         try:
             # The last 5 minutes including the current, still open, bucket: live numbers.
             size = settings.bucket_seconds
-            to_s = (int(time.time()) // size + 1) * size
+            to_s = bucket_of(int(time.time() * 1000), size) + size
             report = await kpi_report(FunnelStore(client, settings), settings, to_s - 300, to_s)
         finally:
             await client.aclose()

@@ -9,6 +9,7 @@ import sys
 import time
 
 from streams.events import parse_ts
+from streams.funnel import bucket_of
 from streams.settings import Settings
 
 __all__ = ["register"]
@@ -39,9 +40,8 @@ def _duration_s(text: str) -> int:
 
 def _range(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
     """[from, to) in epoch seconds; defaults end at the newest complete bucket."""
-    size = settings.bucket_seconds
-    newest_complete = int(time.time()) // size * size
-    to_s = args.to if args.to is not None else newest_complete
+    current = bucket_of(int(time.time() * 1000), settings.bucket_seconds)
+    to_s = args.to if args.to is not None else current  # the current bucket is still open
     from_s = args.from_ if args.from_ is not None else to_s - args.last
     return from_s, to_s
 

@@ -146,11 +146,6 @@ class BatchProcessor:
                 seeks[p] = cursor.offset
         return seeks
 
-    def on_revoked(self, partitions: Sequence[int]) -> None:
-        for p in partitions:
-            self.cursors.pop(p, None)
-            self._awaiting.pop(p, None)
-
     # Batches -----------------------------------------------------------------------------
 
     async def process(self, records: Sequence[Record], wait: bool = True) -> None:
