@@ -281,6 +281,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=20.0,
         help="hour (UTC) of the daily peak (default 20)",
     )
+    model.add_argument(
+        "--think-scale",
+        type=positive,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply every think time by FACTOR (default 1: pages about 20 s apart, checkout "
+        "steps about 25 s); 0.1 makes a session last seconds instead of minutes, to drive alert "
+        "rules whose windows a test shortened the same way",
+    )
 
     noise = gen.add_argument_group("tracker noise (all off by default)")
     noise.add_argument(
@@ -408,6 +417,7 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         duplicate_share=args.duplicate_share,
         loss_share=args.loss_share,
         invalid_share=args.invalid_share,
+        think_scale=args.think_scale,
     )
     config.check()
     if len(config.currency) != 3 or not config.currency.isalpha():

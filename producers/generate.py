@@ -125,9 +125,10 @@ class GenerateReport:
         return text
 
 
-def warmup_for(model_session_rate: float) -> float:
-    """Default warm-up of a paced run: 300 s, or less so that at most 100,000 sessions are made."""
-    return min(_WARMUP_SECONDS, _WARMUP_MAX_SESSIONS / model_session_rate)
+def warmup_for(model_session_rate: float, think_scale: float = 1.0) -> float:
+    """Default warm-up of a paced run: 300 s (scaled like the think times, which set how long
+    a session lasts), or less so that at most 100,000 sessions are made."""
+    return min(_WARMUP_SECONDS * think_scale, _WARMUP_MAX_SESSIONS / model_session_rate)
 
 
 def _take(it: Iterator[Entry], truth: GroundTruth, n: int, end_ms: float) -> list[Entry] | None:
@@ -161,7 +162,7 @@ async def generate(
         config = replace(config, warmup_s=opts.warmup_s)
     elif opts.paced:
         probe = TrafficModel(config, timeline, seed, start_ms)
-        config = replace(config, warmup_s=warmup_for(probe.session_rate))
+        config = replace(config, warmup_s=warmup_for(probe.session_rate, config.think_scale))
     model = TrafficModel(config, timeline, seed, start_ms)
     truth = GroundTruth(model.stages)
     sink: Sink

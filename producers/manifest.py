@@ -60,6 +60,7 @@ def build_manifest(
             "cart_rate": round(config.cart_rate, 6),
             "pass_rates": [round(p, 6) for p in config.pass_rates()],
             "warmup_s": config.warmup_s,
+            "think_scale": config.think_scale,
             "channels": dict(config.channels),
             "devices": dict(config.devices),
             "countries": dict(config.countries),

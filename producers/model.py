@@ -145,6 +145,7 @@ class TrafficConfig:
     loss_share: float = 0.0
     invalid_share: float = 0.0
     warmup_s: float = 0.0
+    think_scale: float = 1.0  # multiplies every think time (page, checkout step, order gaps)
 
     def check(self) -> None:
         """Raise ValueError naming the first impossible value."""
@@ -172,6 +173,8 @@ class TrafficConfig:
             raise ValueError("users, accounts, users_per_account and catalog_size must be >= 1")
         if self.warmup_s < 0:
             raise ValueError("warmup must be >= 0")
+        if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):
+            raise ValueError(f"think_scale must be in (0, 100], got {self.think_scale}")
         for dim, factors in self.cvr_factors.items():
             if dim not in {"channel", "device", "country"}:
                 raise ValueError(f"conversion factors for unknown dimension {dim!r}")
@@ -288,6 +291,7 @@ class TrafficModel:
             1.0 + config.duplicate_share + config.invalid_share
         )
         self.session_rate = config.rate / (events_normal * line_factor)
+        self._gap_ms = 1_000.0 * config.think_scale  # a think time's milliseconds per second
 
     # Expectations -------------------------------------------------------------------------
 
@@ -344,7 +348,7 @@ class TrafficModel:
 
     def _gap(self, rng: random.Random, params: tuple[float, float]) -> int:
         seconds = math.exp(rng.gauss(params[0], params[1]))
-        return round(min(_MAX_GAP_S, seconds) * 1_000)
+        return round(min(_MAX_GAP_S, seconds) * self._gap_ms)
 
     @staticmethod
     def _geometric(rng: random.Random, mean: float) -> int:

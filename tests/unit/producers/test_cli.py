@@ -60,12 +60,15 @@ def test_generate_options_from_arguments() -> None:
         "2024-05-01T00:00:00Z",
         "--seed",
         "7",
+        "--think-scale",
+        "0.25",
     )
     assert opts.paced is False  # type: ignore[attr-defined]
     assert opts.events == 1_000  # type: ignore[attr-defined]
     assert opts.start_ms == 1_714_521_600_000  # type: ignore[attr-defined]
     config = opts.config  # type: ignore[attr-defined]
     assert config.cvr == 0.03
+    assert config.think_scale == 0.25
     assert dict(config.devices) == {"desktop": 0.5, "mobile": 0.5, "tablet": 0.0}
     assert config.cvr_factors == {"device": {"mobile": 0.5}, "country": {"DE": 2.0}}
     assert opts.scenarios[0].step == "review"  # type: ignore[attr-defined]
@@ -90,7 +93,13 @@ def test_generate_refuses_unusable_arguments(argv: list[str], message: str) -> N
 
 @pytest.mark.parametrize(
     "argv",
-    [["--rate", "0"], ["--cvr", "1.5"], ["--late-share", "-0.1"], ["--events", "0"]],
+    [
+        ["--rate", "0"],
+        ["--cvr", "1.5"],
+        ["--late-share", "-0.1"],
+        ["--events", "0"],
+        ["--think-scale", "0"],
+    ],
 )
 def test_bad_values_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

@@ -144,6 +144,34 @@ def test_warmup_makes_the_rate_steady_from_the_start() -> None:
     assert any(ev.type != "visit" for ev in parsed[:500])
 
 
+def test_think_scale_shortens_every_session_and_changes_nothing_else() -> None:
+    def sessions(scale: float) -> dict[str, list[tuple[int, str]]]:
+        lines, _ = run(config(rate=5.0, think_scale=scale), seed=12, duration_s=7_200)
+        parser = EventParser()
+        out: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for _, line in lines:
+            ev = parser.parse(line.encode())
+            out[ev.session_id].append((ev.ts, ev.event_id))
+        return out
+
+    full, quick = sessions(1.0), sessions(0.1)
+    # Sessions that landed in the first hour are complete in both runs (an hour-long one is
+    # far beyond the 10 min cap per think time times a typical page count).
+    first_hour = {s: evs for s, evs in full.items() if evs[0][0] < START_MS + 3_600_000}
+    assert len(first_hour) > 1_000
+    long_ones = 0
+    for sid, evs in first_hour.items():
+        again = quick[sid]
+        # The same seed draws the same sessions, arrivals and events: only the gaps shrink.
+        assert sorted(e for _, e in again) == sorted(e for _, e in evs)
+        assert min(again)[0] == min(evs)[0]
+        took, took_quick = max(evs)[0] - min(evs)[0], max(again)[0] - min(again)[0]
+        # Each gap is rounded to the millisecond: at most 2 ms of difference per event.
+        assert abs(took_quick - took / 10) <= 2 * len(evs), (sid, took, took_quick)
+        long_ones += took > 60_000
+    assert long_ones > 100
+
+
 def test_invalid_lines_are_all_rejected_and_of_every_kind() -> None:
     rng = random.Random(1)
     lines, _ = run(config(cvr=0.2, abandonment=0.5, cvr_factors={}), seed=1, lines=2_000)
@@ -183,3 +211,5 @@ def test_impossible_configuration_is_refused() -> None:
         TrafficModel(config(cvr=0.3, abandonment=0.5), Timeline(), 1, START_MS)
     with pytest.raises(ValueError, match="loss_share"):
         config(loss_share=1.0).check()
+    with pytest.raises(ValueError, match="think_scale"):
+        config(think_scale=0.0).check()
