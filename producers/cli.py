@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from streams._loop import use_event_loop
 from streams.argtypes import count, positive, share
 from streams.settings import Settings
 
@@ -450,6 +451,7 @@ def _cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         opts = generate_options(args, settings)
     except (ValueError, ScenarioError) as exc:
         return _fail("generate", str(exc), 2)
+    use_event_loop(settings.event_loop)
     return asyncio.run(_generate_main(settings, opts, args))
 
 
@@ -472,6 +474,7 @@ async def _generate_main(
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    use_event_loop(settings.event_loop)
     return asyncio.run(_replay_main(settings, args))
 
 

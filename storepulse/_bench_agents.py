@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from streams._loop import use_event_loop
 from streams.app import _Transport, create_app, raw_topic
 from streams.settings import Settings, load_settings
 
@@ -291,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", action="store_true", help="record per-event latency")
     args = parser.parse_args(argv)
     settings = load_settings()
+    # Every variant on the worker's event loop, so the ratios compare like with like.
+    use_event_loop(settings.event_loop)
     sensor = TimingSensor(
         args.result, args.expect, args.finish_file, args.latency, expect_file=args.expect_file
     )

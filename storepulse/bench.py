@@ -771,6 +771,7 @@ def _results(
         "partitions": bench.base.partitions,
         "batch_size": bench.base.batch_size,
         "batch_seconds": bench.base.batch_seconds,
+        "event_loop": bench.base.event_loop,
         "trivial_events_per_s": round(t.events_per_s, 1),
         "naive_events_per_s": round(nv.events_per_s, 1),
         "worker_events_per_s": round(w.events_per_s, 1),
@@ -840,7 +841,8 @@ def render_table(results: dict[str, Any]) -> str:
     lines = [
         f"storepulse bench: {results['events']:,} preloaded events, {results['partitions']} "
         f"partitions, {results['cores']} cores ({results['cpu_model']}), batch "
-        f"{results['batch_size']:,} / {results['batch_seconds'] * 1000:g} ms",
+        f"{results['batch_size']:,} / {results['batch_seconds'] * 1000:g} ms, "
+        f"{results.get('event_loop', 'asyncio')} event loop",
         "",
         f"{'variant':<34}{'events/s':>10}{'seconds':>9}{'CPU µs/ev':>11}"
         f"{'peak RSS':>10}{'Redis µs/ev':>13}{'exact':>7}",

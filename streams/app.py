@@ -19,6 +19,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams import metrics as worker_metrics
+from streams._loop import use_event_loop
 from streams.funnel import Rejection
 from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
@@ -174,12 +175,13 @@ class StorepulseApp(faust.App):
             sp, FunnelStore(self.redis, sp), self.dlq, self.worker_metrics, _FaustConsumer(self)
         )
         log.info(
-            "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s",
+            "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s, %s loop",
             sp.worker_id,
             sp.topic,
             sp.redis_url,
             sp.dlq_topic,
             sp.worker_web_port or "-",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await super().on_start()
 
@@ -315,6 +317,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
+    use_event_loop(settings.event_loop)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

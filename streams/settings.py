@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(16066, ge=0, le=65_535, description="worker /metrics port, 0 off")
     batch_size: int = Field(1_000, ge=1, le=100_000, description="max events per batch")
     batch_seconds: float = Field(0.05, gt=0, le=10, description="max wait to fill a batch")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="event loop of the worker and the generator (asyncio: fallback)"
+    )
 
     # Exporter and KPIs
     exporter_host: str = Field("127.0.0.1", description="exporter listen address")

@@ -126,6 +126,8 @@ async def test_worker_counts_exactly_and_dead_letters_bad_lines(
         harness.wait_accounted(settings, len(trace), worker=worker)
     finally:
         worker.stop()
+    # The default event loop (STOREPULSE_EVENT_LOOP) is the one the worker runs on.
+    assert ", uvloop loop" in worker.proc.log_tail(200)
     check_against_reference(settings, messages, now_ms)
     dlq = await harness.consume_all(settings.kafka_bootstrap, settings.dlq_topic, expected=8)
     bodies = [json.loads(v) for _, _, _, v in dlq]
