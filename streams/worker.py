@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, TypeVar
@@ -158,11 +158,23 @@ class BatchProcessor:
         in flight loses nothing. Call flush() to wait for it.
         """
         async with self._lock:
-            by_partition = await self._group(records)
-            prepared = await self._prepare_all(by_partition)
+            try:
+                by_partition = await self._group(records)
+                prepared = await self._prepare_all(by_partition)
+            except BaseException:
+                # Nothing of this batch was applied, but its preparation may have moved cursors.
+                self._forget({r.partition for r in records})
+                await self._settle_after_error()
+                raise
             if self._inflight is not None:
                 inflight, self._inflight = self._inflight, None
-                if not await self._settle(inflight):
+                try:
+                    settled = await self._settle(inflight)
+                except BaseException:
+                    # Prepared on top of a batch whose outcome is unknown: never applied.
+                    self._forget(x.call.partition for x in prepared)
+                    raise
+                if not settled:
                     # A conflict was recovered from: what was prepared above chained on offsets
                     # that were not applied. Start again from what Redis holds.
                     await self._reload([p for p in by_partition if p in self.cursors])
@@ -211,22 +223,36 @@ class BatchProcessor:
         return prepared
 
     async def _apply(self, prepared: list[_Prepared]) -> list[tuple[str, int, int, int]]:
+        # Runs as a background task while the next batch is prepared: it must not touch the
+        # cursors (_settle does, under the lock, once the outcome is known).
         started = time.perf_counter()
-        try:
-            results = await self._retry(
-                "redis", partial(self.store.apply, [x.call for x in prepared])
-            )
-        except BaseException:
-            # Unknown outcome: forget these cursors, the next batch reloads them from Redis.
-            for prep in prepared:
-                self.cursors.pop(prep.call.partition, None)
-            raise
+        results = await self._retry("redis", partial(self.store.apply, [x.call for x in prepared]))
         self.metrics.batch_apply_seconds.observe(time.perf_counter() - started)
         return results
 
+    def _forget(self, partitions: Iterable[int]) -> None:
+        """Drop the cursors of partitions with an unknown outcome; the next batch reloads them."""
+        for p in partitions:
+            self.cursors.pop(p, None)
+
+    async def _settle_after_error(self) -> None:
+        """Settle the batch in flight once another error stopped this one (that error surfaces)."""
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            try:
+                await self._settle(inflight)
+            except Exception:
+                log.exception("the batch in flight failed as well")
+
     async def _settle(self, inflight: _InFlight) -> bool:
         """Account an applied batch; False when a conflict had to be recovered from."""
-        conflicts = self._account(inflight.prepared, await inflight.task)
+        try:
+            results = await inflight.task
+        except BaseException:
+            # Unknown outcome (a non-transient Redis error; transient ones are retried).
+            self._forget(x.call.partition for x in inflight.prepared)
+            raise
+        conflicts = self._account(inflight.prepared, results)
         if not conflicts:
             return True
         await self._reload([prep.call.partition for prep in inflight.prepared])
@@ -266,7 +292,12 @@ class BatchProcessor:
             prepared = await self._prepare_all(pending)
             if not prepared:
                 return
-            conflicts = self._account(prepared, await self._apply(prepared))
+            try:
+                results = await self._apply(prepared)
+            except BaseException:
+                self._forget(x.call.partition for x in prepared)
+                raise
+            conflicts = self._account(prepared, results)
             if not conflicts:
                 return
             await self._reload(list(conflicts))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
 import redis
@@ -204,6 +206,67 @@ async def test_stale_worker_conflict_is_detected_and_not_double_counted(make_set
         assert stale.cursors[0].offset == 9
     finally:
         await client.aclose()
+
+
+@asynccontextmanager
+async def out_of_memory(client: redis.asyncio.Redis) -> AsyncIterator[None]:
+    """Redis refusing every write (no memory left, default noeviction policy): a non-transient
+    error, unlike a lost connection, which the worker retries."""
+    await client.config_set("maxmemory", "1")
+    try:
+        yield
+    finally:
+        await client.config_set("maxmemory", "0")
+
+
+async def test_a_redis_error_under_a_pipelined_batch_surfaces_and_a_redelivery_is_exact(
+    make_settings, caplog
+) -> None:
+    s = make_settings(partitions=3)
+    vals = [
+        [dumps(event("visit", f"p{p}e{i}", f"p{p}s{i}", T0 + i)) for i in range(6)]
+        for p in range(3)
+    ]
+    batch_a = records(vals[0][:2], 0) + records(vals[1][:2], 1)
+    batch_b = records(vals[0][2:4], 0, 2) + records(vals[1][2:4], 1, 2)
+    client = connect(s)
+    try:
+        proc = make_processor(client, s)
+        await proc.process(batch_a)
+        async with out_of_memory(client):
+            await proc.process(batch_b, wait=False)
+            await asyncio.sleep(0.2)  # B's apply fails in the background meanwhile
+            # C is prepared on top of B (partition 0's cursor is B's); B's error surfaces.
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                await proc.process(records(vals[0][4:], 0, 4), wait=False)
+            # B's and C's partitions have an unknown outcome: reloaded when next seen.
+            assert not set(proc.cursors) & {0, 1}
+            await proc.flush()  # nothing left in flight
+        await proc.process(batch_a)  # redelivered: the cursors come back from Redis
+        assert set(proc.cursors) == {0, 1}
+        async with out_of_memory(client):
+            await proc.process(batch_b, wait=False)
+            await asyncio.sleep(0.2)
+            # Now C fails in its own preparation (registering the new partition 2 is a write):
+            # C's error surfaces, B's is collected and logged, not left behind.
+            batch_c = records(vals[0][4:], 0, 4) + records(vals[2][:3], 2)
+            with (
+                caplog.at_level(logging.ERROR, logger="storepulse.worker"),
+                pytest.raises(redis.exceptions.OutOfMemoryError),
+            ):
+                await proc.process(batch_c, wait=False)
+            assert "the batch in flight failed as well" in caplog.text
+            assert not set(proc.cursors) & {0, 1, 2}
+        # Faust redelivers from the last commit; a partition may come back from further back.
+        redelivered = records(vals[0], 0) + records(vals[1][:4], 1) + records(vals[2][:3], 2)
+        await proc.process(redelivered)
+        fields, totals = await stored(client, s)
+    finally:
+        await client.aclose()
+    expected = expected_state([(r.partition, r.value) for r in redelivered], NOW_MS)
+    assert fields == +expected.fields
+    assert totals == +expected.totals
+    assert totals["ev|visit"] == 13
 
 
 async def test_an_earlier_event_moves_the_count_to_its_bucket(make_settings) -> None:
