@@ -3,6 +3,7 @@
     python grafana/build.py            # writes grafana/dashboards/storepulse.json
     python grafana/build.py --check    # exits 1 when the committed JSON is not what this builds
     python grafana/build.py --out X    # writes somewhere else
+    python grafana/build.py --checkout-steps address,payment --out X   # other checkout steps
 
 The output is deterministic (sorted keys, indent 2, trailing newline), so the generated file is
 committed and reviewed like code. `panel_expressions()` lists every PromQL expression of the
@@ -19,7 +20,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,8 @@ DATASOURCE_UID = "storepulse-prometheus"  # grafana/provisioning/datasources/pro
 TITLE = "storepulse — live KPIs"
 DASHBOARD_PATH = Path(__file__).resolve().parent / "dashboards" / "storepulse.json"
 
-# Funnel stages in order, for the default checkout steps (STOREPULSE_CHECKOUT_STEPS).
-STAGES = ("visit", "cart", "shipping", "payment", "review", "purchase")
+# The default checkout steps (STOREPULSE_CHECKOUT_STEPS), for which the committed JSON is built.
+DEFAULT_STEPS = ("shipping", "payment", "review")
 
 # Values substituted for the Grafana variables by panel_expressions(): the dashboard's own
 # defaults for its variables, and typical values for Grafana's built-in interval variables.
@@ -266,7 +267,7 @@ def _headline() -> list[Any]:
     ]
 
 
-def _funnel() -> list[Any]:
+def _funnel(steps: Sequence[str]) -> list[Any]:
     segment = f'window="$window", {_SEGMENT}'
     funnel = (
         bargauge.Panel()
@@ -281,7 +282,7 @@ def _funnel() -> list[Any]:
                     ref=chr(ord("A") + index),
                     instant=True,
                 )
-                for index, stage in enumerate(STAGES)
+                for index, stage in enumerate(("visit", "cart", *steps, "purchase"))
             ]
         )
         .unit("short")
@@ -494,8 +495,8 @@ def _pipeline() -> list[Any]:
     ]
 
 
-def build_dashboard() -> dict[str, Any]:
-    """The dashboard as a JSON-ready dict."""
+def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, Any]:
+    """The dashboard as a JSON-ready dict, its funnel panel for these checkout steps."""
     builder = (
         dashboard.Dashboard(TITLE)
         .uid(DASHBOARD_UID)
@@ -523,7 +524,7 @@ def build_dashboard() -> dict[str, Any]:
     )
     sections: list[tuple[str, list[Any]]] = [
         ("Headline KPIs", _headline()),
-        ("Funnel", _funnel()),
+        ("Funnel", _funnel(checkout_steps)),
         ("Alerts and their thresholds (15 min vs 6 h baseline)", _alerts()),
         ("By channel and device", _segments()),
         ("Pipeline health", _pipeline()),
@@ -539,11 +540,13 @@ def build_dashboard() -> dict[str, Any]:
     return encoded
 
 
-def render(data: Mapping[str, Any] | None = None) -> str:
+def render(
+    data: Mapping[str, Any] | None = None, checkout_steps: Sequence[str] = DEFAULT_STEPS
+) -> str:
     """Deterministic JSON text of the dashboard."""
     return (
         json.dumps(
-            build_dashboard() if data is None else data,
+            build_dashboard(checkout_steps) if data is None else data,
             indent=2,
             sort_keys=True,
             ensure_ascii=False,
@@ -599,8 +602,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=DASHBOARD_PATH, help=f"output file (default {DASHBOARD_PATH})"
     )
+    parser.add_argument(
+        "--checkout-steps",
+        type=lambda text: tuple(s.strip() for s in text.split(",") if s.strip()),
+        default=DEFAULT_STEPS,
+        metavar="A,B,...",
+        help="STOREPULSE_CHECKOUT_STEPS of the deployment, for the funnel panel "
+        f"(default {','.join(DEFAULT_STEPS)}: the committed JSON)",
+    )
     args = parser.parse_args(argv)
-    text = render()
+    text = render(checkout_steps=args.checkout_steps)
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if current != text:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storepulse._procs import ServiceError
@@ -50,6 +51,18 @@ def _print_status(stack: LocalStack) -> None:
         state = "ready" if s.ready else ("starting" if s.pid else "stopped")
         print(f"{s.name:<14}{state:<10}{s.pid or '-'!s:<9}{s.address}")
     print(f"state dir: {stack.state_dir.resolve()}")
+
+
+def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from storepulse.rules import render_rules
+
+    text = render_rules(settings.checkout_steps)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output} for checkout steps {', '.join(settings.checkout_steps)}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -101,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="stop after this many seconds (default: run)"
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    rules = sub.add_parser(
+        "rules",
+        help="print the Prometheus rules for the configured checkout steps",
+        description=(
+            "Renders prometheus/rules/storepulse.yml with its drop-off rules (one pair per "
+            "checkout step) for STOREPULSE_CHECKOUT_STEPS. The committed file is the rendering "
+            "for the default steps; `storepulse stack up` renders its own copy. A compose "
+            "deployment with other steps writes the file it mounts: "
+            "`STOREPULSE_CHECKOUT_STEPS=address,payment storepulse rules --output "
+            "prometheus/rules/storepulse.yml`."
+        ),
+    )
+    rules.add_argument(
+        "--output", type=Path, default=None, metavar="FILE", help="write FILE (default: stdout)"
+    )
+    rules.set_defaults(handler=_cmd_rules)
 
     _add_optional_commands(sub)
     return parser

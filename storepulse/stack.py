@@ -17,6 +17,7 @@ from storepulse._procs import (
     redis_ready,
     tcp_ready,
 )
+from storepulse.rules import RULES_FILE, render_rules
 from streams.settings import Settings
 
 __all__ = [
@@ -215,10 +216,15 @@ class LocalStack:
         am_cfg = state / "alertmanager" / "alertmanager.yml"
         prom_cfg.parent.mkdir(parents=True, exist_ok=True)
         am_cfg.parent.mkdir(parents=True, exist_ok=True)
+        # The rules for this stack's checkout steps (the committed file is for the defaults).
+        rules = state / "prometheus" / "rules" / RULES_FILE.name
+        rules.parent.mkdir(parents=True, exist_ok=True)
+        rules.write_text(render_rules(s.checkout_steps))
         prom_cfg.write_text(
             render_prometheus_config(
                 [f"{s.exporter_host}:{s.exporter_port}"],
                 [f"127.0.0.1:{s.alertmanager_port}"],
+                rule_files=[str(rules.resolve())],
                 worker_targets=[f"{s.worker_web_host}:{s.worker_web_port}"],
             )
         )

@@ -17,6 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
+from storepulse.rules import RULES_FILE, render_rules
+from storepulse.stack import LocalStack
+from streams.events import DEFAULT_CHECKOUT_STEPS
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -452,3 +455,80 @@ def test_amtool_rejects_a_broken_config(tmp_path: Path) -> None:
     broken = tmp_path / "alertmanager.yml"
     broken.write_text(yaml.safe_dump(config))
     assert _run("amtool", "check-config", str(broken)).returncode != 0
+
+
+def test_committed_rules_are_the_rendering_for_the_default_steps() -> None:
+    assert RULE_FILES == [RULES_FILE]
+    assert RULES_FILE.read_text() == render_rules(DEFAULT_CHECKOUT_STEPS), (
+        "regenerate: storepulse rules --output prometheus/rules/storepulse.yml"
+    )
+
+
+def test_rules_for_other_checkout_steps_record_each_step(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(render_rules(("address", "pay")))
+    check = _run("promtool", "check", "rules", str(rules))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    def counter(stage: str, per_minute: int) -> dict[str, str]:
+        return {
+            "series": f'storepulse_funnel_sessions_total{{stage="{stage}",channel="web",'
+            'device="desktop"}',
+            "values": f"0+{per_minute}x20",
+        }
+
+    # Per minute: cart 16 -> address 8 -> pay 4 -> purchase 1: drop-off 1/2, 1/2, 3/4.
+    per_minute = {"visit": 64, "cart": 16, "address": 8, "pay": 4, "purchase": 1}
+    dropoff = {"cart": 0.5, "address": 0.5, "pay": 0.75}
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [counter(s, n) for s, n in per_minute.items()],
+                "promql_expr_test": [
+                    {
+                        # Every step of the configuration, and no default step, is recorded.
+                        "expr": 'storepulse:checkout_dropoff_ratio:rate15m{channel="all", '
+                        'device="all"}',
+                        "eval_time": "20m",
+                        "exp_samples": [
+                            {
+                                "labels": "storepulse:checkout_dropoff_ratio:rate15m"
+                                f'{{step="{step}",channel="all",device="all"}}',
+                                "value": value,
+                            }
+                            for step, value in dropoff.items()
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "rules_test.yml"
+    test_file.write_text(yaml.safe_dump(tests))
+    result = _run("promtool", "test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_local_stack_loads_rules_for_its_own_steps(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, checkout_steps=("address", "pay"))
+    LocalStack(settings).processes()  # renders the configs; starts nothing
+    config = json.loads((tmp_path / "prometheus" / "prometheus.yml").read_text())
+    (rule_file,) = config["rule_files"]
+    text = Path(rule_file).read_text()
+    assert text == render_rules(("address", "pay"))
+    assert 'labels: {step: "pay"}' in text
+    assert '"shipping"' not in text
+
+
+def test_storepulse_rules_prints_and_writes_the_rendering(tmp_path: Path) -> None:
+    from tests import harness
+
+    settings = Settings(state_dir=tmp_path, checkout_steps=("address", "pay"))
+    printed = harness.run_cli(["rules"], settings)
+    assert printed.stdout == render_rules(("address", "pay"))
+    out = tmp_path / "storepulse.yml"
+    harness.run_cli(["rules", "--output", str(out)], settings)
+    assert out.read_text() == printed.stdout

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from storepulse._procs import _alive
+from storepulse.rules import render_rules
 from streams.settings import Settings
 from tests import harness
 
@@ -47,7 +50,19 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         # Prometheus got the project's rules and a scrape config for the exporter.
         config = (settings.state_dir / "prometheus" / "prometheus.yml").read_text()
         assert f"127.0.0.1:{settings.exporter_port}" in config
-        assert "prometheus/rules/*.yml" in config
+        # ... rendered for the stack's checkout steps, and loaded.
+        (rule_file,) = json.loads(config)["rule_files"]
+        assert Path(rule_file).read_text() == render_rules(settings.checkout_steps)
+        url = f"http://127.0.0.1:{settings.prometheus_port}/api/v1/rules?type=record"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            groups = json.load(resp)["data"]["groups"]
+        steps = {
+            r["labels"]["step"]
+            for g in groups
+            for r in g["rules"]
+            if r["name"] == "storepulse:checkout_dropoff_ratio:rate15m"
+        }
+        assert steps == {"cart", *settings.checkout_steps}
         assert (settings.state_dir / "logs" / "redis.log").exists()
     finally:
         down = harness.run_cli(["stack", "down"], settings)

@@ -216,3 +216,29 @@ def test_expressions_name_known_series(build: ModuleType) -> None:
     assert used, "no storepulse series found"
     assert used <= recorded | exported, sorted(used - recorded - exported)
     assert used & recorded, "the board shows no recording rule"
+
+
+def test_the_funnel_panel_follows_the_checkout_steps(build: ModuleType, tmp_path: Path) -> None:
+    from streams.events import DEFAULT_CHECKOUT_STEPS
+
+    assert build.DEFAULT_STEPS == DEFAULT_CHECKOUT_STEPS  # the committed JSON's steps
+
+    def funnel_stages(data: dict[str, Any]) -> list[str]:
+        (panel,) = [p for p in data["panels"] if p["title"].startswith("Funnel:")]
+        return [re.search(r'stage="(\w+)"', t["expr"]).group(1) for t in panel["targets"]]
+
+    out = tmp_path / "custom.json"
+    assert build.main(["--checkout-steps", "address,pay", "--out", str(out)]) == 0
+    assert funnel_stages(json.loads(out.read_text())) == [
+        "visit",
+        "cart",
+        "address",
+        "pay",
+        "purchase",
+    ]
+    assert funnel_stages(json.loads(COMMITTED.read_text())) == [
+        "visit",
+        "cart",
+        *DEFAULT_CHECKOUT_STEPS,
+        "purchase",
+    ]
