@@ -19,7 +19,17 @@ from streams._loop import use_event_loop
 from streams.app import _Transport, create_app, raw_topic
 from streams.settings import Settings, load_settings
 
-__all__ = ["MODES", "TimingSensor", "build_app", "main", "naive_key", "quantile"]
+__all__ = [
+    "MODES",
+    "TimingSensor",
+    "build_app",
+    "by_second",
+    "latency_summary",
+    "main",
+    "naive_key",
+    "quantile",
+    "read_raw_latencies",
+]
 
 # trivial: `async for value in stream` + json.loads, the framework's per-message ceiling;
 # trivial-batch: the same decode inside take_events (the batching the worker uses);
@@ -45,6 +55,48 @@ def quantile(sorted_values: Any, q: float) -> float:
         return 0.0
     rank = min(n - 1, max(0, int(q * n + 0.999999999) - 1))
     return float(sorted_values[rank])
+
+
+def latency_summary(values: Any) -> dict[str, float]:
+    """Exact nearest-rank quantiles of latencies (seconds), any order."""
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "min": quantile(ordered, 0.0),
+        "p50": quantile(ordered, 0.50),
+        "p90": quantile(ordered, 0.90),
+        "p99": quantile(ordered, 0.99),
+        "p999": quantile(ordered, 0.999),
+        "max": float(ordered[-1]) if ordered else 0.0,
+    }
+
+
+def by_second(acked_at: Any, latencies: Any) -> list[list[float]]:
+    """[second since the first ack, events acked in it, their median and max latency]."""
+    if not acked_at:
+        return []
+    start = min(acked_at)
+    seconds: dict[int, list[float]] = {}
+    for at, latency in zip(acked_at, latencies, strict=True):
+        seconds.setdefault(int(at - start), []).append(latency)
+    rows = []
+    for second, values in sorted(seconds.items()):
+        values.sort()
+        rows.append([second, len(values), round(quantile(values, 0.5), 4), round(values[-1], 4)])
+    return rows
+
+
+def raw_latency_files(result: Path) -> tuple[Path, Path]:
+    """Where a sensor leaves its per-event (ack time, latency) arrays, for merging processes."""
+    return result.with_suffix(".acked"), result.with_suffix(".latency")
+
+
+def read_raw_latencies(result: Path) -> tuple[array[float], array[float]]:
+    """The (ack times, latencies) one sensor left next to its result."""
+    acked, latencies = array("d"), array("d")
+    for values, path in zip((acked, latencies), raw_latency_files(result), strict=True):
+        values.frombytes(path.read_bytes())
+    return acked, latencies
 
 
 class TimingSensor(faust.Sensor):
@@ -128,22 +180,6 @@ class TimingSensor(faust.Sensor):
             if done or (self.finish_file is not None and self.finish_file.exists()):
                 self.write()
 
-    def _by_second(self) -> list[list[float]]:
-        """[second since the first ack, events acked in it, their median and max latency]."""
-        if not self.acked_at:
-            return []
-        start = self.acked_at[0]
-        seconds: dict[int, list[float]] = {}
-        for at, latency in zip(self.acked_at, self.latencies, strict=True):
-            seconds.setdefault(int(at - start), []).append(latency)
-        rows = []
-        for second, values in sorted(seconds.items()):
-            values.sort()
-            rows.append(
-                [second, len(values), round(quantile(values, 0.5), 4), round(values[-1], 4)]
-            )
-        return rows
-
     def write(self) -> None:
         """Write the result atomically (once); the bench waits for the file."""
         if self.written:
@@ -161,17 +197,13 @@ class TimingSensor(faust.Sensor):
             **self.extra,
         }
         if self.latency:
-            values = sorted(self.latencies)
-            body["latency"] = {
-                "n": len(values),
-                "min": quantile(values, 0.0),
-                "p50": quantile(values, 0.50),
-                "p90": quantile(values, 0.90),
-                "p99": quantile(values, 0.99),
-                "p999": quantile(values, 0.999),
-                "max": float(values[-1]) if values else 0.0,
-            }
-            body["latency_by_second"] = self._by_second()
+            body["latency"] = latency_summary(self.latencies)
+            body["latency_by_second"] = by_second(self.acked_at, self.latencies)
+            # The raw arrays too (8 bytes per event), so the bench can merge several processes.
+            for values, path in zip(
+                (self.acked_at, self.latencies), raw_latency_files(self.result), strict=True
+            ):
+                path.write_bytes(values.tobytes())
         tmp = self.result.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(self.result)

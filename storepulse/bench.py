@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from storepulse._bench_agents import naive_key
+from storepulse._bench_agents import by_second, latency_summary, naive_key, read_raw_latencies
 from storepulse._bench_profile import PySpy, summarise
 from storepulse._bench_sys import (
     Child,
@@ -102,6 +103,7 @@ class BenchOptions:
     work_dir: Path | None = None
     trivial_batch: bool = True
     latency_baseline: bool = True
+    latency_scale_out: bool = True
     progress: Callable[[str], None] | None = None
 
 
@@ -541,6 +543,20 @@ class _Bench:
             if k.startswith("cmdstat_")
             and k[len("cmdstat_") :].split("|")[0] not in _BENCH_COMMANDS
         }
+        latency_figures: dict[str, Any] = {"latency": None, "latency_by_second": None}
+        if latency and processes == 1:
+            latency_figures = {k: bodies[0].get(k) for k in latency_figures}
+        elif latency:
+            # Several processes: every event's latency, from each sensor's raw arrays.
+            acked, values = array("d"), array("d")
+            for result in results:
+                more_acked, more_values = read_raw_latencies(result)
+                acked.extend(more_acked)
+                values.extend(more_values)
+            latency_figures = {
+                "latency": latency_summary(values),
+                "latency_by_second": by_second(acked, values),
+            }
         firsts = [b["first_in"] for b in bodies if b["first_in"] is not None]
         lasts = [b["last_out"] for b in bodies if b["last_out"] is not None]
         if not firsts or not lasts:
@@ -576,8 +592,8 @@ class _Bench:
                 }
                 for b in bodies
             ],
-            latency=bodies[0].get("latency") if latency else None,
-            latency_by_second=bodies[0].get("latency_by_second") if latency else None,
+            latency=latency_figures["latency"],
+            latency_by_second=latency_figures["latency_by_second"],
         )
         self.say(
             f"{name}: {_fmt_rate(variant.events_per_s)} events/s over {variant.seconds:.1f}s, "
@@ -670,6 +686,11 @@ async def _run(bench: _Bench) -> dict[str, Any]:
     variants["latency"] = await _live(bench, "latency", "worker")
     if opts.latency_baseline:
         variants["latency_trivial"] = await _live(bench, "latency_trivial", "trivial-batch")
+    if opts.latency_scale_out:
+        # The same load on two worker processes sharing the partitions: scaling out.
+        variants["latency_two_workers"] = await _live(
+            bench, "latency_two_workers", "worker", processes=2
+        )
 
     profile: dict[str, Any] | None = None
     if opts.profile:
@@ -689,7 +710,7 @@ async def _run(bench: _Bench) -> dict[str, Any]:
     return _results(bench, variants, preload_s, profile)
 
 
-async def _live(bench: _Bench, name: str, mode: str) -> Variant:
+async def _live(bench: _Bench, name: str, mode: str, processes: int = 1) -> Variant:
     """One variant on its own topic fed by `storepulse generate` at the offered rate."""
     assert bench.base is not None
     opts = bench.opts
@@ -737,7 +758,9 @@ async def _live(bench: _Bench, name: str, mode: str) -> Variant:
             return await _worker_check(fed["expected"])(settings, bodies)
         return await _count_check(int(fed["report"]["lines"]))(settings, bodies)
 
-    return await bench.measure(name, mode, settings, 0, check, latency=True, feed=feed)
+    return await bench.measure(
+        name, mode, settings, 0, check, processes=processes, latency=True, feed=feed
+    )
 
 
 def _target(key: str, value: float) -> dict[str, Any]:
@@ -809,6 +832,10 @@ def _results(
         base_q = variants["latency_trivial"].latency or {}
         results["trivial_p50_latency_s"] = base_q.get("p50")
         results["trivial_p99_latency_s"] = base_q.get("p99")
+    if "latency_two_workers" in variants:
+        two_q = variants["latency_two_workers"].latency or {}
+        results["two_workers_p50_latency_s"] = two_q.get("p50")
+        results["two_workers_p99_latency_s"] = two_q.get("p99")
     if "trivial_batch" in variants:
         tb = variants["trivial_batch"]
         results["trivial_batch_events_per_s"] = round(tb.events_per_s, 1)
@@ -832,6 +859,7 @@ _LABELS = {
     "two_workers": "2 workers (exact)",
     "latency": "worker at fixed load",
     "latency_trivial": "trivial take_events at fixed load",
+    "latency_two_workers": "2 workers at fixed load",
     "profile": "worker under py-spy",
 }
 
@@ -868,6 +896,12 @@ def render_table(results: dict[str, Any]) -> str:
         f"p99 {results['p99_latency_s'] or 0:.3f} s, p99.9 {results['p999_latency_s'] or 0:.3f} s, "
         f"max {results['max_latency_s'] or 0:.3f} s"
     )
+    if results.get("two_workers_p99_latency_s") is not None:
+        lines.append(
+            "  two worker processes at the same load: "
+            f"p50 {results['two_workers_p50_latency_s']:.3f} s, "
+            f"p99 {results['two_workers_p99_latency_s']:.3f} s"
+        )
     if results.get("trivial_p99_latency_s") is not None:
         lines.append(
             "  floor set by Faust and the broker (trivial take_events agent, same load): "

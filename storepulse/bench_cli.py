@@ -59,6 +59,7 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         work_dir=args.work_dir,
         trivial_batch=not args.no_trivial_batch,
         latency_baseline=not args.no_latency_baseline,
+        latency_scale_out=not args.no_latency_scale_out,
         progress=progress,
     )
     try:
@@ -141,6 +142,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-trivial-batch",
         action="store_true",
         help="skip the take_events variant of the trivial agent (saves ~30 s)",
+    )
+    out.add_argument(
+        "--no-latency-scale-out",
+        action="store_true",
+        help="skip the latency run of two worker processes at the same load (saves ~30 s)",
     )
     out.add_argument(
         "--no-latency-baseline",

@@ -88,6 +88,15 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
     assert results["latency_events"] > 0
     assert 0 < results["p50_latency_s"] <= results["p99_latency_s"] <= results["max_latency_s"]
     assert results["variants"]["latency"]["latency"]["n"] == results["latency_events"]
+    # ... and on two worker processes sharing the partitions, merged from both (a rebalance
+    # could make one event count twice, never zero times).
+    two_live = results["variants"]["latency_two_workers"]
+    assert two_live["exact"] is True
+    assert len(two_live["per_process"]) == 2
+    assert two_live["latency"]["n"] >= two_live["events"] > 0
+    assert sum(row[1] for row in two_live["latency_by_second"]) == two_live["latency"]["n"]
+    assert 0 < results["two_workers_p50_latency_s"] <= results["two_workers_p99_latency_s"]
+    assert results["two_workers_p99_latency_s"] == two_live["latency"]["p99"]
 
     # The worker's cost figures are there; Redis ran the worker's script.
     assert results["worker_cpu_s"] > 0
