@@ -36,6 +36,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
+# The default checkout steps (STOREPULSE_CHECKOUT_STEPS), for which the committed JSON is built.
+from streams.events import DEFAULT_CHECKOUT_STEPS as DEFAULT_STEPS
+
 __all__ = [
     "DASHBOARD_PATH",
     "DASHBOARD_UID",
@@ -54,8 +57,6 @@ DATASOURCE_UID = "storepulse-prometheus"  # grafana/provisioning/datasources/pro
 TITLE = "storepulse — live KPIs"
 DASHBOARD_PATH = Path(__file__).resolve().parent / "dashboards" / "storepulse.json"
 
-# The default checkout steps (STOREPULSE_CHECKOUT_STEPS), for which the committed JSON is built.
-DEFAULT_STEPS = ("shipping", "payment", "review")
 
 # Values substituted for the Grafana variables by panel_expressions(): the dashboard's own
 # defaults for its variables, and typical values for Grafana's built-in interval variables.
