@@ -45,7 +45,7 @@ typecheck: ## mypy --strict on the source packages
 
 .PHONY: schema
 schema: ## Regenerate docs/event.schema.json from the event models
-	$(PY) -m streams.schema > docs/event.schema.json
+	$(PY) -m streams.contract.schema > docs/event.schema.json
 
 .PHONY: dashboards
 dashboards: ## Regenerate grafana/dashboards/*.json from grafana/build.py

@@ -37,7 +37,7 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 # The default checkout steps (STOREPULSE_CHECKOUT_STEPS), for which the committed JSON is built.
-from streams.events import DEFAULT_CHECKOUT_STEPS as DEFAULT_STEPS
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS as DEFAULT_STEPS
 
 __all__ = [
     "DASHBOARD_PATH",

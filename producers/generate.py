@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from producers.config import TrafficConfig
 from producers.manifest import build_manifest, write_manifest
-from producers.model import LOST, Entry, TrafficConfig, TrafficModel
+from producers.model import LOST, Entry, TrafficModel
 from producers.rate import Pacer, Progress
 from producers.scenarios import Scenario, Timeline
 from producers.sinks import FileSink, KafkaSink, Sink, create_topics, start_sink

@@ -6,8 +6,7 @@ import json
 import re
 from collections.abc import Callable
 
-from producers.model import format_ts
-from streams.events import MAX_TS_MS, parse_ts
+from streams.contract.times import MAX_TS_MS, format_ts, parse_ts
 
 __all__ = ["LineInfo", "inspect_line", "retime_line", "ts_spans"]
 

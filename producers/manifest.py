@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from producers.model import TrafficConfig, format_ts
+from producers.config import TrafficConfig
 from producers.scenarios import Scenario
 from producers.truth import BUCKET_MS, GroundTruth
+from streams.contract.times import format_ts
 from streams.settings import Settings
 
 __all__ = ["MANIFEST_VERSION", "build_manifest", "read_manifest", "write_manifest"]

@@ -7,18 +7,16 @@ import heapq
 import json
 import math
 import random
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
+from producers.config import TrafficConfig
 from producers.scenarios import Timeline
+from streams.contract.encode import event_line
+from streams.contract.funnel import funnel_stages
+from streams.contract.times import format_ts
 
 __all__ = [
-    "DEFAULT_CHANNEL_WEIGHTS",
-    "DEFAULT_COUNTRY_WEIGHTS",
-    "DEFAULT_CVR_FACTORS",
-    "DEFAULT_DEVICE_WEIGHTS",
     "DUP",
     "INVALID",
     "INVALID_KINDS",
@@ -27,10 +25,8 @@ __all__ = [
     "VALID",
     "Entry",
     "SessionMark",
-    "TrafficConfig",
     "TrafficModel",
-    "format_ts",
-    "weights_for",
+    "invalid_line",
 ]
 
 # Entry kinds. VALID and LATE are first copies of valid events (LATE: delivered after its ts by up
@@ -47,47 +43,6 @@ INVALID_KINDS = (
     "unknown_type",
 )
 
-# Shares of sessions by acquisition channel, device and country: round figures in line with
-# published retail traffic mixes (organic and direct lead; mobile is just over half of sessions).
-DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {
-    "direct": 0.20,
-    "organic": 0.30,
-    "paid_search": 0.20,
-    "social": 0.12,
-    "email": 0.08,
-    "referral": 0.06,
-    "affiliate": 0.04,
-}
-DEFAULT_DEVICE_WEIGHTS: dict[str, float] = {"desktop": 0.40, "mobile": 0.52, "tablet": 0.08}
-DEFAULT_COUNTRY_WEIGHTS: dict[str, float] = {
-    "US": 0.40,
-    "GB": 0.12,
-    "DE": 0.10,
-    "FR": 0.08,
-    "CA": 0.06,
-    "NL": 0.04,
-    "ES": 0.04,
-    "IT": 0.04,
-    "AU": 0.04,
-    "SE": 0.03,
-    "JP": 0.03,
-    "BR": 0.02,
-}
-# Relative conversion by segment, normalised so the overall CVR stays the configured one:
-# desktop converts about twice as well as mobile, email and direct traffic best, social worst.
-DEFAULT_CVR_FACTORS: dict[str, dict[str, float]] = {
-    "device": {"desktop": 1.45, "mobile": 0.70, "tablet": 1.10},
-    "channel": {
-        "direct": 1.30,
-        "organic": 1.00,
-        "paid_search": 1.10,
-        "social": 0.50,
-        "email": 1.80,
-        "referral": 1.00,
-        "affiliate": 1.20,
-    },
-}
-
 # Think times in seconds, log-normal (log of the median, sigma), capped at _MAX_GAP_S: about half
 # a minute per page, a little less per checkout step, a few seconds from review to the order.
 _PAGE_GAP = (math.log(20.0), 0.8)
@@ -101,130 +56,6 @@ _SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
 _SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
 _GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
-
-
-def weights_for(
-    names: Sequence[str], defaults: Mapping[str, float], overrides: Mapping[str, float]
-) -> tuple[tuple[str, float], ...]:
-    """Normalised weights for names: overrides, else defaults, else an equal share."""
-    equal = 1.0 / len(names)
-    raw = [overrides.get(n, defaults.get(n, equal)) for n in names]
-    total = sum(raw)
-    if total <= 0:
-        raise ValueError(f"weights for {', '.join(names)} sum to zero")
-    return tuple((n, w / total) for n, w in zip(names, raw, strict=True))
-
-
-@dataclass(frozen=True)
-class TrafficConfig:
-    """Everything the traffic model needs; `rate` is baseline lines per second of event time."""
-
-    checkout_steps: tuple[str, ...]
-    channels: tuple[tuple[str, float], ...]
-    devices: tuple[tuple[str, float], ...]
-    countries: tuple[tuple[str, float], ...]
-    rate: float = 200.0
-    cvr: float = 0.025
-    abandonment: float = 0.70
-    cvr_factors: Mapping[str, Mapping[str, float]] = field(
-        default_factory=lambda: DEFAULT_CVR_FACTORS
-    )
-    first_step_weight: float = 0.5
-    returning_share: float = 0.30
-    users: int = 50_000
-    b2b_share: float = 0.05
-    accounts: int = 200
-    users_per_account: int = 5
-    currency: str = "USD"
-    catalog_size: int = 5_000
-    daily_amplitude: float = 0.0
-    daily_peak_hour: float = 20.0
-    late_share: float = 0.0
-    max_delay_s: float = 30.0
-    duplicate_share: float = 0.0
-    loss_share: float = 0.0
-    invalid_share: float = 0.0
-    warmup_s: float = 0.0
-    think_scale: float = 1.0  # multiplies every think time (page, checkout step, order gaps)
-
-    def check(self) -> None:
-        """Raise ValueError naming the first impossible value."""
-        shares = {
-            "late_share": self.late_share,
-            "duplicate_share": self.duplicate_share,
-            "loss_share": self.loss_share,
-            "invalid_share": self.invalid_share,
-            "returning_share": self.returning_share,
-            "b2b_share": self.b2b_share,
-            "daily_amplitude": self.daily_amplitude,
-        }
-        for name, value in shares.items():
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be between 0 and 1, got {value}")
-        if self.loss_share >= 1:
-            raise ValueError("loss_share must be below 1 (nothing would be sent)")
-        if not 0 < self.cvr < 1 or not 0 <= self.abandonment < 1:
-            raise ValueError("cvr must be in (0, 1) and abandonment in [0, 1)")
-        if self.rate <= 0 or not math.isfinite(self.rate):
-            raise ValueError(f"rate must be positive, got {self.rate}")
-        if self.max_delay_s <= 0 and self.late_share > 0:
-            raise ValueError("max_delay must be positive when late_share is set")
-        if min(self.users, self.accounts, self.users_per_account, self.catalog_size) < 1:
-            raise ValueError("users, accounts, users_per_account and catalog_size must be >= 1")
-        if self.warmup_s < 0:
-            raise ValueError("warmup must be >= 0")
-        if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):
-            raise ValueError(f"think_scale must be in (0, 100], got {self.think_scale}")
-        for dim, factors in self.cvr_factors.items():
-            if dim not in {"channel", "device", "country"}:
-                raise ValueError(f"conversion factors for unknown dimension {dim!r}")
-            if any(f < 0 for f in factors.values()):
-                raise ValueError(f"conversion factors for {dim} must be >= 0")
-        self.segment_cart_rates()  # raises when a segment would need a cart rate above 1
-
-    def segment_cart_rates(self) -> dict[tuple[str, str, str], float]:
-        """Cart rate per (channel, device, country): the factors, normalised to cart_rate."""
-        cfg = self
-        dims = {"channel": cfg.channels, "device": cfg.devices, "country": cfg.countries}
-
-        def factor(dim: str, name: str) -> float:
-            return cfg.cvr_factors.get(dim, {}).get(name, 1.0)
-
-        means = {d: sum(w * factor(d, n) for n, w in pairs) for d, pairs in dims.items()}
-        if any(m <= 0 for m in means.values()):
-            raise ValueError("conversion factors give every segment zero conversion")
-        out: dict[tuple[str, str, str], float] = {}
-        for ch, _ in cfg.channels:
-            for dev, _ in cfg.devices:
-                for co, _ in cfg.countries:
-                    f = factor("channel", ch) * factor("device", dev) * factor("country", co)
-                    rate = (
-                        cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
-                    )
-                    if rate > 1:
-                        raise ValueError(
-                            f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
-                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
-                            "lower --cvr, --abandonment or the factors"
-                        )
-                    out[(ch, dev, co)] = rate
-        return out
-
-    @property
-    def cart_rate(self) -> float:
-        """Share of sessions that cart: cvr / (1 - abandonment)."""
-        return self.cvr / (1.0 - self.abandonment)
-
-    def pass_rates(self) -> tuple[float, ...]:
-        """Pass rates cart -> step 1 -> ... -> step n -> purchase; their product = 1 - abandonment.
-
-        The first transition takes `first_step_weight` of the drop-off (in log terms), the rest
-        share the remainder equally: most carts are abandoned before checkout starts.
-        """
-        n = len(self.checkout_steps)
-        overall = 1.0 - self.abandonment
-        weights = [self.first_step_weight] + [(1.0 - self.first_step_weight) / n] * n
-        return tuple(overall**w for w in weights)
 
 
 class SessionMark:
@@ -244,12 +75,6 @@ class SessionMark:
 Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
 
 
-def format_ts(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds and Z."""
-    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000))
-    return f"{head}.{ms % 1000:03d}Z"
-
-
 def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
     names = [n for n, _ in pairs]
     cum = list(accumulate(w for _, w in pairs))
@@ -266,11 +91,10 @@ class TrafficModel:
         self.timeline = timeline
         self.seed = seed
         self.start_ms = start_ms
-        self.stages = ("visit", "cart", *config.checkout_steps, "purchase")
+        self.stages = funnel_stages(config.checkout_steps)
         self._rng = random.Random(seed)
         self._heap: list[Entry] = []
         self._seq = 0
-        self._ts_heads: dict[int, str] = {}
         rng = self._rng
         self._channels = _cumulative(config.channels)
         self._devices = _cumulative(config.devices)
@@ -281,9 +105,6 @@ class TrafficModel:
             (f"SKU-{i:05d}", min(99_999, max(199, round(rng.lognormvariate(math.log(2_500), 0.9)))))
             for i in range(config.catalog_size)
         ]
-        self._enc = {n: json.dumps(n) for n in (*self._channels[0], *self._devices[0])}
-        self._enc.update({n: json.dumps(n) for n in self._countries[0]})
-        self._currency = json.dumps(config.currency)
         events_normal = self.expected_events_per_session(surge=False)
         self.events_per_session = events_normal
         self.events_per_surge_session = self.expected_events_per_session(surge=True)
@@ -366,19 +187,18 @@ class TrafficModel:
         channel = self._channels[0][bisect.bisect(self._channels[1], rand())]
         device = self._devices[0][bisect.bisect(self._devices[1], rand())]
         country = self._countries[0][bisect.bisect(self._countries[1], rand())]
-        user = ""
+        common: dict[str, object] = {"session_id": sid}
         b2b = False
         if rand() < cfg.b2b_share:
             b2b = True
             account = rng.randrange(cfg.accounts)
             member = rng.randrange(cfg.users_per_account)
-            user = f',"user_id":"b2b-{account:05d}-{member:02d}","account_id":"acct-{account:05d}"'
+            common["user_id"] = f"b2b-{account:05d}-{member:02d}"
+            common["account_id"] = f"acct-{account:05d}"
         elif rand() < cfg.returning_share:
-            user = f',"user_id":"u-{rng.randrange(cfg.users):07d}"'
-        common = (
-            f'"session_id":"{sid}"{user},"channel":{self._enc[channel]},'
-            f'"device":{self._enc[device]},"country":{self._enc[country]}'
-        )
+            common["user_id"] = f"u-{rng.randrange(cfg.users):07d}"
+        common.update(channel=channel, device=device, country=country)
+        currency = cfg.currency
         cart_rate = self._cart_by_segment[(channel, device, country)]
         if surge:
             cart_rate *= _SURGE_CART_FACTOR
@@ -387,7 +207,7 @@ class TrafficModel:
         gap = self._gap
         t = arrival
         # (ts, stage, type, type-specific fields) of the session's events, in time order
-        events: list[tuple[int, int, str, str]] = []
+        events: list[tuple[int, int, str, dict[str, object]]] = []
         add = events.append
         if rand() >= cart_rate:
             pages = 1 + self._geometric(rng, _SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
@@ -395,27 +215,30 @@ class TrafficModel:
                 if i:
                     t += gap(rng, _PAGE_GAP)
                 # Popular products are viewed more: index density falls off like a square law.
-                add((t, 0, "visit", f',"page":"/p/{catalog[int(size * rand() ** 2)][0]}"'))
+                add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
             self._push_session(sid, common, events, 0)
             return
-        add((t, 0, "visit", ',"page":"/"'))
+        add((t, 0, "visit", {"page": "/"}))
         for _ in range(self._geometric(rng, _PRE_CART_EXTRA_PAGES)):
             t += gap(rng, _PAGE_GAP)
-            add((t, 0, "visit", f',"page":"/p/{catalog[int(size * rand() ** 2)][0]}"'))
+            add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
         basket = 0
         for i in range(1 + self._geometric(rng, _EXTRA_ITEMS)):
             sku, price = catalog[int(size * rand() ** 2)]
             if i:
                 t += gap(rng, _PAGE_GAP)
-                add((t, 0, "visit", f',"page":"/p/{sku}"'))
+                add((t, 0, "visit", {"page": f"/p/{sku}"}))
             t += gap(rng, _PAGE_GAP) // 4  # the button is near: a few seconds
             r = rand()
             qty = (1 + rng.randrange(20)) if b2b else (1 if r < 0.8 else 2 if r < 0.94 else 3)
             basket += qty * price
-            fields = (
-                f',"sku":"{sku}","quantity":{qty},"unit_price":"{price // 100}.{price % 100:02d}",'
-                f'"currency":{self._currency}'
-            )
+            unit_price = f"{price // 100}.{price % 100:02d}"
+            fields: dict[str, object] = {
+                "sku": sku,
+                "quantity": qty,
+                "unit_price": unit_price,
+                "currency": currency,
+            }
             add((t, 1, "add_to_cart", fields))
         steps = cfg.checkout_steps
         timeline = self.timeline
@@ -426,24 +249,30 @@ class TrafficModel:
                 break
             if k == len(steps):
                 revenue_cents = basket
-                fields = (
-                    f',"order_id":"o-{sid[2:]}","revenue":"{basket // 100}.{basket % 100:02d}",'
-                    f'"currency":{self._currency}'
-                )
-                add((t, k + 2, "purchase", fields))
+                revenue = f"{basket // 100}.{basket % 100:02d}"
+                order: dict[str, object] = {
+                    "order_id": f"o-{sid[2:]}",
+                    "revenue": revenue,
+                    "currency": currency,
+                }
+                add((t, k + 2, "purchase", order))
                 break
             step = steps[k]
             if timeline.has_failures:
                 share = timeline.step_failure(step, (t - self.start_ms) / 1_000.0)
                 if share and rand() < share:
                     # The step errors out: the shopper sees an error page and leaves.
-                    add((t, 0, "visit", f',"page":"/checkout/{step}?error=1"'))
+                    add((t, 0, "visit", {"page": f"/checkout/{step}?error=1"}))
                     break
-            add((t, k + 2, "checkout_step", f',"step":"{step}"'))
+            add((t, k + 2, "checkout_step", {"step": step}))
         self._push_session(sid, common, events, revenue_cents)
 
     def _push_session(
-        self, sid: str, common: str, events: list[tuple[int, int, str, str]], revenue: int
+        self,
+        sid: str,
+        common: dict[str, object],
+        events: list[tuple[int, int, str, dict[str, object]]],
+        revenue: int,
     ) -> None:
         """Serialise a session's events; schedule them with late, lost, duplicate and bad lines."""
         cfg = self.config
@@ -451,7 +280,6 @@ class TrafficModel:
         rand = rng.random
         heap = self._heap
         push = heapq.heappush
-        heads = self._ts_heads
         start = self.start_ms
         timeline = self.timeline
         late_share, dup_share, bad_share = cfg.late_share, cfg.duplicate_share, cfg.invalid_share
@@ -476,16 +304,8 @@ class TrafficModel:
             if lost and rand() < lost:
                 push(heap, (emit, seq, LOST, None, None, None, stage, ts))
                 continue
-            sec, frac = divmod(ts, 1000)
-            head = heads.get(sec)
-            if head is None:
-                # Sessions are generated whole, so timestamps come out of order: cache by second.
-                if len(heads) > 100_000:
-                    heads.clear()
-                head = heads[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-            line = (
-                f'{{"event_id":"{sid}-{n}","type":"{type_}","ts":"{head}.{frac:03d}Z",'
-                f"{common}{fields}}}"
+            line = event_line(
+                {"event_id": f"{sid}-{n}", "type": type_, "ts": format_ts(ts), **common, **fields}
             )
             push(heap, (emit, seq, kind, line, sid, mark, stage, ts))
             mark.pending += 1

@@ -6,12 +6,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from streams.contract.times import parse_duration
+
 __all__ = [
     "SCENARIOS",
     "Scenario",
     "ScenarioError",
     "Timeline",
-    "parse_duration",
     "parse_scenario",
 ]
 
@@ -28,7 +29,6 @@ SCENARIOS: dict[str, tuple[float, str]] = {
 }
 _STEP_SCENARIOS = frozenset({"abandonment-spike", "checkout-outage"})
 _SHARE_SCENARIOS = frozenset({"abandonment-spike", "checkout-outage", "tracking-loss"})
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0}
 
 
 class ScenarioError(ValueError):
@@ -61,20 +61,11 @@ class Scenario:
         return out
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from '90', '90s', '5m', '2h' or '1d'."""
-    value = text.strip().lower()
-    factor = 1.0
-    if value and value[-1] in _UNITS:
-        factor = _UNITS[value[-1]]
-        value = value[:-1]
+def _duration(name: str, text: str) -> float:
     try:
-        seconds = float(value) * factor
-    except ValueError:
-        raise ScenarioError(f"{text!r} is not a duration (e.g. 90, 90s, 5m, 2h)") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ScenarioError(f"{text!r} is not a non-negative duration")
-    return seconds
+        return parse_duration(text, allow_zero=True)
+    except ValueError as exc:
+        raise ScenarioError(f"scenario {name}: {exc}") from None
 
 
 def parse_scenario(spec: str, checkout_steps: Sequence[str]) -> Scenario:
@@ -93,8 +84,8 @@ def parse_scenario(spec: str, checkout_steps: Sequence[str]) -> Scenario:
                 "strength= or step="
             )
         values[key] = value.strip()
-    start = parse_duration(values.get("start", "0"))
-    duration = parse_duration(values["duration"]) if "duration" in values else None
+    start = _duration(name, values.get("start", "0"))
+    duration = _duration(name, values["duration"]) if "duration" in values else None
     try:
         strength = float(values.get("strength", SCENARIOS[name][0]))
     except ValueError:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, format_ts
+from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark
+from streams.contract.times import format_ts
 
 __all__ = ["BUCKET_MS", "GroundTruth", "money"]
 

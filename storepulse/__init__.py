@@ -1,1 +1,1 @@
-"""storepulse command line and local stack orchestration."""
+"""storepulse's command line and tooling: the CLI, the local stack and demo, the benchmark."""

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from streams.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.funnel import RESERVED_STAGES, funnel_stages
 
 __all__ = [
     "DEFAULT_CHECKOUT_STEPS",
@@ -20,9 +21,6 @@ __all__ = [
     "load_settings",
     "settings_table",
 ]
-
-# Stage names the funnel uses itself; a checkout step may not reuse them.
-_RESERVED_STAGES = frozenset({"visit", "cart", "purchase"})
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -135,7 +133,7 @@ class Settings(BaseSettings):
             raise ValueError("at least one checkout step is needed")
         if len(set(steps)) != len(steps):
             raise ValueError(f"checkout steps repeat: {','.join(steps)}")
-        clash = sorted(_RESERVED_STAGES.intersection(steps))
+        clash = sorted(RESERVED_STAGES.intersection(steps))
         if clash:
             raise ValueError(f"checkout steps may not be named {', '.join(clash)}")
         return steps
@@ -173,7 +171,7 @@ class Settings(BaseSettings):
     @property
     def stages(self) -> tuple[str, ...]:
         """Funnel stages in order: visit, cart, each checkout step, purchase."""
-        return ("visit", "cart", *self.checkout_steps, "purchase")
+        return funnel_stages(self.checkout_steps)
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

@@ -16,15 +16,9 @@ from typing import Any
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from storepulse._procs import ManagedProcess, ProcessSpec, free_port
-from storepulse.stack import (
-    alertmanager_spec,
-    broker_spec,
-    prometheus_spec,
-    redis_spec,
-    render_alertmanager_config,
-    render_prometheus_config,
-)
+from storepulse.local.procs import ManagedProcess, ProcessSpec, free_port
+from storepulse.local.stack import alertmanager_spec, broker_spec, prometheus_spec, redis_spec
+from storepulse.monitoring.config import render_alertmanager_config, render_prometheus_config
 from streams.settings import Settings, child_environment
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]

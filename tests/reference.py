@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from streams.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected
 
 CHANNELS = ("direct", "organic", "paid_search", "social", "email", "referral", "affiliate")
 DEVICES = ("desktop", "mobile", "tablet")

@@ -10,19 +10,18 @@ from typing import Any
 
 import pytest
 
-from producers.model import (
+from producers.config import (
     DEFAULT_CHANNEL_WEIGHTS,
     DEFAULT_COUNTRY_WEIGHTS,
     DEFAULT_CVR_FACTORS,
     DEFAULT_DEVICE_WEIGHTS,
-    LOST,
     TrafficConfig,
-    TrafficModel,
     weights_for,
 )
+from producers.model import LOST, TrafficModel
 from producers.scenarios import Scenario, Timeline
 from producers.truth import GroundTruth
-from streams.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected
 
 START_MS = 1_714_521_600_000  # 2024-05-01T00:00:00Z, a whole minute
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producers.lines import inspect_line, retime_line, ts_spans
-from streams.events import parse_ts
+from streams.contract.events import parse_ts
 
 
 def plus_hour(ms: int) -> int:
@@ -84,7 +84,7 @@ values = st.recursive(
 def test_retime_property(
     extra: dict[str, object], ts: int, as_int: bool, indent: int | None, ascii_only: bool
 ) -> None:
-    from producers.model import format_ts
+    from streams.contract.times import format_ts
 
     obj = {**extra, "ts": ts if as_int else format_ts(ts)}
     line = json.dumps(obj, indent=indent, ensure_ascii=ascii_only).encode()

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from producers.model import INVALID_KINDS, TrafficModel, format_ts, invalid_line
+from producers.model import INVALID_KINDS, TrafficModel, invalid_line
 from producers.scenarios import Timeline
-from streams.events import EventParser, Rejected
+from streams.contract.events import EventParser, Rejected
+from streams.contract.times import format_ts
 from tests.unit.producers.conftest import START_MS, config, run
 
 SESSION_WINDOW_MS = 3 * 3_600_000  # sessions arriving in the first 3 h; 20 min more to finish

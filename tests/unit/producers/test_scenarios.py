@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from producers.scenarios import Scenario, ScenarioError, Timeline, parse_duration, parse_scenario
+from producers.scenarios import Scenario, ScenarioError, Timeline, parse_scenario
 from producers.truth import GroundTruth
-from streams.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.times import parse_duration
 from tests.unit.producers.conftest import config, run
 
 STEPS = DEFAULT_CHECKOUT_STEPS

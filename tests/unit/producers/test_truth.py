@@ -9,9 +9,9 @@ from pathlib import Path
 
 from producers.generate import GenerateOptions, generate
 from producers.manifest import read_manifest
-from producers.model import format_ts
 from producers.scenarios import parse_scenario
-from streams.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.times import format_ts
 from streams.settings import Settings
 from tests.unit.producers.conftest import START_MS, config, recount
 

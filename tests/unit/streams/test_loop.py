@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from streams._loop import use_event_loop
+from streams.loop import use_event_loop
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,181 @@
+"""What the synthetic storefront looks like: segment shares, conversion factors, funnel rates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DEFAULT_CHANNEL_WEIGHTS",
+    "DEFAULT_COUNTRY_WEIGHTS",
+    "DEFAULT_CVR_FACTORS",
+    "DEFAULT_DEVICE_WEIGHTS",
+    "TrafficConfig",
+    "weights_for",
+]
+
+# Shares of sessions by acquisition channel, device and country: round figures in line with
+# published retail traffic mixes (organic and direct lead; mobile is just over half of sessions).
+DEFAULT_CHANNEL_WEIGHTS: dict[str, float] = {
+    "direct": 0.20,
+    "organic": 0.30,
+    "paid_search": 0.20,
+    "social": 0.12,
+    "email": 0.08,
+    "referral": 0.06,
+    "affiliate": 0.04,
+}
+DEFAULT_DEVICE_WEIGHTS: dict[str, float] = {"desktop": 0.40, "mobile": 0.52, "tablet": 0.08}
+DEFAULT_COUNTRY_WEIGHTS: dict[str, float] = {
+    "US": 0.40,
+    "GB": 0.12,
+    "DE": 0.10,
+    "FR": 0.08,
+    "CA": 0.06,
+    "NL": 0.04,
+    "ES": 0.04,
+    "IT": 0.04,
+    "AU": 0.04,
+    "SE": 0.03,
+    "JP": 0.03,
+    "BR": 0.02,
+}
+# Relative conversion by segment, normalised so the overall CVR stays the configured one:
+# desktop converts about twice as well as mobile, email and direct traffic best, social worst.
+DEFAULT_CVR_FACTORS: dict[str, dict[str, float]] = {
+    "device": {"desktop": 1.45, "mobile": 0.70, "tablet": 1.10},
+    "channel": {
+        "direct": 1.30,
+        "organic": 1.00,
+        "paid_search": 1.10,
+        "social": 0.50,
+        "email": 1.80,
+        "referral": 1.00,
+        "affiliate": 1.20,
+    },
+}
+
+
+def weights_for(
+    names: Sequence[str], defaults: Mapping[str, float], overrides: Mapping[str, float]
+) -> tuple[tuple[str, float], ...]:
+    """Normalised weights for names: overrides, else defaults, else an equal share."""
+    equal = 1.0 / len(names)
+    raw = [overrides.get(n, defaults.get(n, equal)) for n in names]
+    total = sum(raw)
+    if total <= 0:
+        raise ValueError(f"weights for {', '.join(names)} sum to zero")
+    return tuple((n, w / total) for n, w in zip(names, raw, strict=True))
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """Everything the traffic model needs; `rate` is baseline lines per second of event time."""
+
+    checkout_steps: tuple[str, ...]
+    channels: tuple[tuple[str, float], ...]
+    devices: tuple[tuple[str, float], ...]
+    countries: tuple[tuple[str, float], ...]
+    rate: float = 200.0
+    cvr: float = 0.025
+    abandonment: float = 0.70
+    cvr_factors: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: DEFAULT_CVR_FACTORS
+    )
+    first_step_weight: float = 0.5
+    returning_share: float = 0.30
+    users: int = 50_000
+    b2b_share: float = 0.05
+    accounts: int = 200
+    users_per_account: int = 5
+    currency: str = "USD"
+    catalog_size: int = 5_000
+    daily_amplitude: float = 0.0
+    daily_peak_hour: float = 20.0
+    late_share: float = 0.0
+    max_delay_s: float = 30.0
+    duplicate_share: float = 0.0
+    loss_share: float = 0.0
+    invalid_share: float = 0.0
+    warmup_s: float = 0.0
+    think_scale: float = 1.0  # multiplies every think time (page, checkout step, order gaps)
+
+    def check(self) -> None:
+        """Raise ValueError naming the first impossible value."""
+        shares = {
+            "late_share": self.late_share,
+            "duplicate_share": self.duplicate_share,
+            "loss_share": self.loss_share,
+            "invalid_share": self.invalid_share,
+            "returning_share": self.returning_share,
+            "b2b_share": self.b2b_share,
+            "daily_amplitude": self.daily_amplitude,
+        }
+        for name, value in shares.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.loss_share >= 1:
+            raise ValueError("loss_share must be below 1 (nothing would be sent)")
+        if not 0 < self.cvr < 1 or not 0 <= self.abandonment < 1:
+            raise ValueError("cvr must be in (0, 1) and abandonment in [0, 1)")
+        if self.rate <= 0 or not math.isfinite(self.rate):
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.max_delay_s <= 0 and self.late_share > 0:
+            raise ValueError("max_delay must be positive when late_share is set")
+        if min(self.users, self.accounts, self.users_per_account, self.catalog_size) < 1:
+            raise ValueError("users, accounts, users_per_account and catalog_size must be >= 1")
+        if self.warmup_s < 0:
+            raise ValueError("warmup must be >= 0")
+        if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):
+            raise ValueError(f"think_scale must be in (0, 100], got {self.think_scale}")
+        for dim, factors in self.cvr_factors.items():
+            if dim not in {"channel", "device", "country"}:
+                raise ValueError(f"conversion factors for unknown dimension {dim!r}")
+            if any(f < 0 for f in factors.values()):
+                raise ValueError(f"conversion factors for {dim} must be >= 0")
+        self.segment_cart_rates()  # raises when a segment would need a cart rate above 1
+
+    def segment_cart_rates(self) -> dict[tuple[str, str, str], float]:
+        """Cart rate per (channel, device, country): the factors, normalised to cart_rate."""
+        cfg = self
+        dims = {"channel": cfg.channels, "device": cfg.devices, "country": cfg.countries}
+
+        def factor(dim: str, name: str) -> float:
+            return cfg.cvr_factors.get(dim, {}).get(name, 1.0)
+
+        means = {d: sum(w * factor(d, n) for n, w in pairs) for d, pairs in dims.items()}
+        if any(m <= 0 for m in means.values()):
+            raise ValueError("conversion factors give every segment zero conversion")
+        out: dict[tuple[str, str, str], float] = {}
+        for ch, _ in cfg.channels:
+            for dev, _ in cfg.devices:
+                for co, _ in cfg.countries:
+                    f = factor("channel", ch) * factor("device", dev) * factor("country", co)
+                    rate = (
+                        cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
+                    )
+                    if rate > 1:
+                        raise ValueError(
+                            f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
+                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
+                            "lower --cvr, --abandonment or the factors"
+                        )
+                    out[(ch, dev, co)] = rate
+        return out
+
+    @property
+    def cart_rate(self) -> float:
+        """Share of sessions that cart: cvr / (1 - abandonment)."""
+        return self.cvr / (1.0 - self.abandonment)
+
+    def pass_rates(self) -> tuple[float, ...]:
+        """Pass rates cart -> step 1 -> ... -> step n -> purchase; their product = 1 - abandonment.
+
+        The first transition takes `first_step_weight` of the drop-off (in log terms), the rest
+        share the remainder equally: most carts are abandoned before checkout starts.
+        """
+        n = len(self.checkout_steps)
+        overall = 1.0 - self.abandonment
+        weights = [self.first_step_weight] + [(1.0 - self.first_step_weight) / n] * n
+        return tuple(overall**w for w in weights)

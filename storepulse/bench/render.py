@@ -1,0 +1,96 @@
+"""The human-readable summary of a bench run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["fmt_rate", "render_table"]
+
+
+def fmt_rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+_LABELS = {
+    "trivial": "trivial agent (async for, json)",
+    "trivial_batch": "trivial agent (take_events)",
+    "naive": "naive (1 awaited HINCRBY/event)",
+    "worker": "worker (exact)",
+    "two_workers": "2 workers (exact)",
+    "latency": "worker at fixed load",
+    "latency_trivial": "trivial take_events at fixed load",
+    "latency_two_workers": "2 workers at fixed load",
+    "profile": "worker under py-spy",
+}
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The human-readable summary printed by `storepulse bench`."""
+    lines = [
+        f"storepulse bench: {results['events']:,} preloaded events, {results['partitions']} "
+        f"partitions, {results['cores']} cores ({results['cpu_model']}), batch "
+        f"{results['batch_size']:,} / {results['batch_seconds'] * 1000:g} ms, "
+        f"{results.get('event_loop', 'asyncio')} event loop",
+        "",
+        f"{'variant':<34}{'events/s':>10}{'seconds':>9}{'CPU µs/ev':>11}"
+        f"{'peak RSS':>10}{'Redis µs/ev':>13}{'exact':>7}",
+    ]
+    for name, v in results["variants"].items():
+        rss = f"{v['peak_rss_bytes'] / 2**20:.0f} MB"
+        redis_us = f"{v['redis_us_per_event']:.1f}" if v["redis_us_per_event"] else "-"
+        lines.append(
+            f"{_LABELS.get(name, name):<34}{fmt_rate(v['events_per_s']):>10}"
+            f"{v['seconds']:>9.2f}{v['cpu_us_per_event']:>11.1f}{rss:>10}{redis_us:>13}"
+            f"{'yes' if v['exact'] else 'NO':>7}"
+        )
+    lines.append("")
+    line = f"worker / trivial          {results['ratio_vs_trivial']:.2f}"
+    if "ratio_vs_trivial_batch" in results:
+        line += f"   (worker / trivial take_events {results['ratio_vs_trivial_batch']:.2f})"
+    lines.append(line)
+    lines.append(f"worker / naive            {results['ratio_vs_naive']:.2f}")
+    lines.append(f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}")
+    lines.append(
+        f"latency at {results['latency_offered_events_per_s'] or 0:,.0f} events/s offered "
+        f"({results['latency_events']:,} events): p50 {results['p50_latency_s'] or 0:.3f} s, "
+        f"p99 {results['p99_latency_s'] or 0:.3f} s, p99.9 {results['p999_latency_s'] or 0:.3f} s, "
+        f"max {results['max_latency_s'] or 0:.3f} s"
+    )
+    if results.get("two_workers_p99_latency_s") is not None:
+        lines.append(
+            "  two worker processes at the same load: "
+            f"p50 {results['two_workers_p50_latency_s']:.3f} s, "
+            f"p99 {results['two_workers_p99_latency_s']:.3f} s"
+        )
+    if results.get("trivial_p99_latency_s") is not None:
+        lines.append(
+            "  floor set by Faust and the broker (trivial take_events agent, same load): "
+            f"p50 {results['trivial_p50_latency_s']:.3f} s, "
+            f"p99 {results['trivial_p99_latency_s']:.3f} s"
+        )
+    lines.append(
+        f"worker cost: {results['worker_cpu_s']:.1f} CPU s for {results['events']:,} events "
+        f"({results['worker_cpu_us_per_event']:.0f} µs/event; trivial agent "
+        f"{results['trivial_cpu_us_per_event']:.0f}), peak RSS {results['worker_peak_rss_mb']:.0f} "
+        f"MB, Redis script time {results['redis_us_per_event']:.1f} µs/event "
+        f"({results['redis_commands_per_event']:.1f} commands/event; redis-server CPU "
+        f"{results['redis_cpu_us_per_event']:.1f} µs/event)"
+    )
+    if results["other_load_cores_max"] >= 0.2:
+        lines.append(
+            f"warning: other processes used up to {results['other_load_cores_max']:.1f} cores "
+            "during the run; rates are lower than on an idle machine"
+        )
+    lines.append("")
+    lines.append("targets:")
+    for key, t in results["targets"].items():
+        status = "met" if t["met"] else "MISSED"
+        miss = ""
+        if not t["met"] and "missed_by" in t:
+            miss = f" by {t['missed_by']:g} ({t['missed_by_pct']:g}%)"
+        lines.append(f"  {key:<18} {t['target']:<8} value {t['value']!s:<10} {status}{miss}")
+    if results.get("profile"):
+        lines.append("")
+        lines.append(results["profile"]["text"])
+    lines.append(f"\nbench took {results['bench_seconds']:.0f} s")
+    return "\n".join(lines)

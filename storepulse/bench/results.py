@@ -1,0 +1,103 @@
+"""bench-results.json: every variant's figures, the ratios and the targets met or missed."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from storepulse.bench.measure import Variant
+from storepulse.bench.options import LATENCY_METHOD, TARGETS
+from storepulse.bench.runner import Bench
+from storepulse.bench.sysinfo import cpu_model
+
+__all__ = ["bench_results"]
+
+
+def _target(key: str, value: float) -> dict[str, Any]:
+    op, threshold = TARGETS[key]
+    met = value >= threshold if op == ">=" else value < threshold
+    out: dict[str, Any] = {"target": f"{op} {threshold:g}", "value": round(value, 4), "met": met}
+    if not met:
+        gap = threshold - value if op == ">=" else value - threshold
+        out["missed_by"] = round(gap, 4)
+        out["missed_by_pct"] = round(100 * gap / threshold, 1)
+    return out
+
+
+def bench_results(
+    bench: Bench,
+    variants: dict[str, Variant],
+    preload_s: float,
+    profile: dict[str, Any] | None,
+) -> dict[str, Any]:
+    assert bench.base is not None
+    w, t, nv, two = (variants[k] for k in ("worker", "trivial", "naive", "two_workers"))
+    lat = variants["latency"]
+    q = lat.latency or {}
+    report = bench.live_reports.get("latency", {})
+    ratio_t = w.events_per_s / t.events_per_s
+    ratio_n = w.events_per_s / nv.events_per_s
+    results: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "events": bench.opts.events,
+        "partitions": bench.base.partitions,
+        "batch_size": bench.base.batch_size,
+        "batch_seconds": bench.base.batch_seconds,
+        "event_loop": bench.base.event_loop,
+        "trivial_events_per_s": round(t.events_per_s, 1),
+        "naive_events_per_s": round(nv.events_per_s, 1),
+        "worker_events_per_s": round(w.events_per_s, 1),
+        "ratio_vs_trivial": round(ratio_t, 4),
+        "ratio_vs_naive": round(ratio_n, 4),
+        "two_workers_events_per_s": round(two.events_per_s, 1),
+        "two_workers_speedup": round(two.events_per_s / w.events_per_s, 4),
+        "p50_latency_s": q.get("p50"),
+        "p99_latency_s": q.get("p99"),
+        "p999_latency_s": q.get("p999"),
+        "max_latency_s": q.get("max"),
+        "latency_events": lat.events,
+        "latency_offered_events_per_s": report.get("rate"),
+        "latency_target_events_per_s": bench.opts.latency_rate,
+        "latency_generator_kept_up": report.get("kept_up"),
+        "latency_method": LATENCY_METHOD,
+        "latency_by_second": lat.latency_by_second,
+        "worker_cpu_s": round(w.cpu_s, 3),
+        "worker_cpu_us_per_event": round(1e6 * w.cpu_s / w.events, 1),
+        "trivial_cpu_us_per_event": round(1e6 * t.cpu_s / t.events, 1),
+        "worker_process_cpu_s": round(w.process_cpu_s, 2),
+        "worker_peak_rss_bytes": w.peak_rss_bytes,
+        "worker_peak_rss_mb": round(w.peak_rss_bytes / 2**20, 1),
+        "redis_us_per_event": round(w.redis_us / w.events, 2),
+        "redis_commands_per_event": round(w.redis_commands / w.events, 2),
+        "redis_cpu_us_per_event": round(1e6 * w.redis_cpu_s / w.events, 2),
+        "redis_cpu_s": round(w.redis_cpu_s, 2),
+        "exact": all(v.exact for v in variants.values()),
+        "other_load_cores_max": round(max(v.other_load_cores for v in variants.values()), 2),
+        "preload_seconds": round(preload_s, 1),
+        "bench_seconds": round(time.monotonic() - bench.started, 1),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    if "latency_trivial" in variants:
+        base_q = variants["latency_trivial"].latency or {}
+        results["trivial_p50_latency_s"] = base_q.get("p50")
+        results["trivial_p99_latency_s"] = base_q.get("p99")
+    if "latency_two_workers" in variants:
+        two_q = variants["latency_two_workers"].latency or {}
+        results["two_workers_p50_latency_s"] = two_q.get("p50")
+        results["two_workers_p99_latency_s"] = two_q.get("p99")
+    if "trivial_batch" in variants:
+        tb = variants["trivial_batch"]
+        results["trivial_batch_events_per_s"] = round(tb.events_per_s, 1)
+        results["ratio_vs_trivial_batch"] = round(w.events_per_s / tb.events_per_s, 4)
+    results["targets"] = {
+        "ratio_vs_trivial": _target("ratio_vs_trivial", ratio_t),
+        "ratio_vs_naive": _target("ratio_vs_naive", ratio_n),
+        "p99_latency_s": _target("p99_latency_s", float(q.get("p99") or 0.0)),
+        "exact": {"target": "true", "value": results["exact"], "met": results["exact"]},
+    }
+    results["variants"] = {k: v.as_dict() for k, v in variants.items()}
+    results["profile"] = profile
+    return results

@@ -1,0 +1,145 @@
+"""The bench's sequence: preload, each variant in turn, the live latency runs, the results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from storepulse.bench.checks import Check, Expected, count_check, naive_check, worker_check
+from storepulse.bench.measure import Variant, measure
+from storepulse.bench.options import BenchOptions
+from storepulse.bench.profile import summarise
+from storepulse.bench.results import bench_results
+from storepulse.bench.runner import Bench
+from storepulse.bench.sysinfo import Child
+from streams.kafka import ensure_topics
+from streams.settings import Settings
+
+__all__ = ["run_bench"]
+
+
+async def _run(bench: Bench) -> dict[str, Any]:
+    opts = bench.opts
+    bench.start_stack()
+    path, expected = await bench.generate_file()
+    preload_s = await bench.preload(path)
+    n = opts.events
+    variants: dict[str, Variant] = {}
+
+    async def run(name: str, mode: str, check: Check, **kw: Any) -> Variant:
+        variants[name] = await measure(bench, name, mode, bench.fresh(name), n, check, **kw)
+        return variants[name]
+
+    await run("trivial", "trivial", count_check(n))
+    if opts.trivial_batch:
+        await run("trivial_batch", "trivial-batch", count_check(n))
+    await run("naive", "naive", naive_check(n))
+    await run("worker", "worker", worker_check(expected))
+    await run("two_workers", "worker", worker_check(expected), processes=2)
+
+    # Latency at a fixed offered load, fed live by the generator into a fresh topic: the
+    # worker, then (as the floor the framework and broker set) the trivial take_events agent.
+    variants["latency"] = await _live(bench, "latency", "worker")
+    if opts.latency_baseline:
+        variants["latency_trivial"] = await _live(bench, "latency_trivial", "trivial-batch")
+    if opts.latency_scale_out:
+        # The same load on two worker processes sharing the partitions: scaling out.
+        variants["latency_two_workers"] = await _live(
+            bench, "latency_two_workers", "worker", processes=2
+        )
+
+    profile: dict[str, Any] | None = None
+    if opts.profile:
+        raw = bench.root / "profile.txt"
+        prof = await measure(
+            bench,
+            "profile",
+            "worker",
+            bench.fresh("profile"),
+            n,
+            worker_check(expected),
+            profile=raw,
+        )
+        summary = summarise(raw)
+        shutil.copyfile(raw, opts.profile_output)
+        profile = {
+            "tool": "py-spy record --nonblocking --rate 250 (attached to the worker)",
+            "raw_stacks": str(opts.profile_output),
+            "events_per_s_under_profiler": round(prof.events_per_s, 1),
+            **summary.as_dict(),
+            "text": summary.render(),
+        }
+    return bench_results(bench, variants, preload_s, profile)
+
+
+async def _live(bench: Bench, name: str, mode: str, processes: int = 1) -> Variant:
+    """One variant on its own topic fed by `storepulse generate` at the offered rate."""
+    assert bench.base is not None
+    opts = bench.opts
+    topic = f"{bench.base.topic}.{name}"
+    settings = bench.fresh(name, topic=topic, dlq_topic=f"{topic}.dlq")
+    manifest = bench.root / f"{name}.manifest.json"
+    await ensure_topics(settings)
+    fed: dict[str, Any] = {}
+
+    async def feed(procs: Sequence[Child], markers: Sequence[Path]) -> int:
+        what = f"{name}: group join and assignment"
+        await bench.wait_for(what, lambda: all(m.exists() for m in markers), procs, 120)
+        await asyncio.sleep(1.0)  # the first fetch after the assignment
+        bench.say(
+            f"{name}: offering {opts.latency_rate:,.0f} events/s for {opts.latency_seconds:g}s"
+        )
+        out = await bench.run_cli(
+            settings,
+            [
+                "generate",
+                "--rate",
+                str(opts.latency_rate),
+                "--duration",
+                str(opts.latency_seconds),
+                "--seed",
+                str(opts.seed + 1),
+                "--manifest",
+                str(manifest),
+                "--no-create-topics",
+                "--json",
+                "--progress",
+                "never",
+            ],
+            f"generate-{name}.log",
+        )
+        fed["report"] = report = json.loads(out.strip().splitlines()[-1])
+        fed["expected"] = Expected.from_manifest(json.loads(manifest.read_text()))
+        bench.live_reports[name] = report
+        return int(report["lines"])
+
+    async def check(
+        settings: Settings, bodies: list[dict[str, Any]]
+    ) -> tuple[bool, dict[str, Any]]:
+        if mode == "worker":
+            return await worker_check(fed["expected"])(settings, bodies)
+        return await count_check(int(fed["report"]["lines"]))(settings, bodies)
+
+    return await measure(
+        bench, name, mode, settings, 0, check, processes=processes, latency=True, feed=feed
+    )
+
+
+def run_bench(settings: Settings, opts: BenchOptions) -> dict[str, Any]:
+    """Run the whole benchmark on a private stack; writes opts.output and returns the results."""
+    bench = Bench(settings, opts)
+    try:
+        results = asyncio.run(_run(bench))
+    finally:
+        bench.stop_all()
+        if opts.keep_dir:
+            bench.say(f"kept {bench.root}")
+        else:
+            shutil.rmtree(bench.root, ignore_errors=True)
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(results, indent=2) + "\n")
+    return results

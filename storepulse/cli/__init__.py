@@ -1,0 +1,82 @@
+"""The `storepulse` command: one entry point, one module per subcommand in this package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from storepulse.cli import (
+    bench,
+    demo,
+    exporter,
+    generate,
+    kpis,
+    replay,
+    rules,
+    stack,
+    worker,
+)
+from storepulse.local.procs import ServiceError
+from streams.settings import Settings, SettingsError, load_settings
+
+__all__ = ["COMMANDS", "build_parser", "command_names", "main"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+_DESCRIPTION = """\
+storepulse: real-time e-commerce KPIs. Storefront events flow from Kafka through a Faust
+worker into exact, event-time funnel counters in Redis; an exporter serves them to Prometheus.
+
+Every subcommand reads its configuration from STOREPULSE_* environment variables
+(see README.md, "Configuration"); the defaults reach the local stack of `storepulse stack up`.
+"""
+
+# In the order `storepulse --help` lists them. Each module's register() adds its subcommand;
+# it imports only argparse-level things, the work is imported by its handler.
+COMMANDS = (stack, demo, worker, kpis, exporter, generate, replay, bench, rules)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="storepulse",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def command_names() -> set[str]:
+    """The subcommands this installation offers."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"storepulse: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except ServiceError as exc:
+        print(f"storepulse: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,166 @@
+"""The `storepulse bench` subcommand: arguments here, the work in storepulse.bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from storepulse.cli.argtypes import count, positive, share
+from streams.settings import Settings
+
+__all__ = ["register"]
+
+_DESCRIPTION = """\
+Measures the worker on a private local stack (its own Tansu broker and redis-server on free
+ports in a temporary directory, stopped afterwards; a running `storepulse stack` is not touched).
+
+N generated events (with a share of duplicates and invalid lines) are preloaded into a topic so
+the producer is not measured; then, one variant per process, each with a fresh consumer group
+and a fresh Redis database, on the same events:
+  trivial       a Faust agent that only decodes each message: the framework's ceiling
+  trivial_batch the same decode inside take_events (the batching the worker uses)
+  naive         one awaited Redis write per event: the obvious baseline
+  worker        the real worker (streams.app.create_app) with the full exact semantics
+  two_workers   two worker processes sharing the partitions
+Throughput is first event taken to last event acknowledged (stored, for the workers), so the
+group join is excluded. Then the worker runs on a fresh topic fed live by `storepulse generate`
+at --latency-rate for --latency-seconds, and every event's latency from its Kafka timestamp to
+its batch being stored gives p50 and p99. Every variant's counters are checked against the
+generator's ground truth (`exact`).
+
+Prints a table and writes --output (JSON). Default sizes took ~9 minutes on the 2-core
+reference machine while other work used 1.5 of its cores (less on an idle one).
+Targets on the 2-core reference machine: worker >= 0.9 x trivial, >= 2 x naive, p99 < 1 s at
+5,000 events/s, exact. --profile adds a run of the worker under py-spy and says where the time
+goes (py-spy: `pip install py-spy`).
+"""
+
+
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from storepulse.bench.options import BenchError, BenchOptions
+    from storepulse.bench.render import render_table
+    from storepulse.bench.run import run_bench
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    opts = BenchOptions(
+        events=args.events,
+        partitions=args.partitions,
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds,
+        seed=args.seed,
+        duplicate_share=args.duplicate_share,
+        invalid_share=args.invalid_share,
+        output=args.output,
+        profile=args.profile,
+        profile_output=args.profile_output,
+        keep_dir=args.keep_dir,
+        work_dir=args.work_dir,
+        trivial_batch=not args.no_trivial_batch,
+        latency_baseline=not args.no_latency_baseline,
+        latency_scale_out=not args.no_latency_scale_out,
+        progress=progress,
+    )
+    try:
+        results = run_bench(settings, opts)
+    except BenchError as exc:
+        print(f"storepulse bench: {exc}", file=sys.stderr)
+        return 1
+    print(render_table(results))
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `bench` to the storepulse command."""
+    bench = sub.add_parser(
+        "bench",
+        help="throughput, latency and cost of the worker vs. Faust's ceiling and a naive agent",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    size = bench.add_argument_group("sizes")
+    size.add_argument(
+        "--events",
+        type=count,
+        default=150_000,
+        help="events preloaded for the throughput variants (default 150,000)",
+    )
+    size.add_argument(
+        "--partitions",
+        type=count,
+        default=None,
+        help="partitions of the bench topics (default STOREPULSE_PARTITIONS, 6)",
+    )
+    size.add_argument(
+        "--latency-rate",
+        type=positive,
+        default=5_000.0,
+        help="events per second offered in the latency run (default 5,000)",
+    )
+    size.add_argument(
+        "--latency-seconds",
+        type=positive,
+        default=20.0,
+        help="length of the latency run in seconds (default 20)",
+    )
+    data = bench.add_argument_group("events")
+    data.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    data.add_argument(
+        "--duplicate-share",
+        type=share(0.5),
+        default=0.01,
+        help="share of re-sent duplicate events in the preloaded data (default 0.01)",
+    )
+    data.add_argument(
+        "--invalid-share",
+        type=share(0.5),
+        default=0.001,
+        help="share of invalid lines (dead-lettered by the worker) (default 0.001)",
+    )
+    out = bench.add_argument_group("output")
+    out.add_argument(
+        "--output",
+        type=Path,
+        default=Path("bench-results.json"),
+        help="results JSON (default bench-results.json)",
+    )
+    out.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the worker under py-spy and summarise where its time goes",
+    )
+    out.add_argument(
+        "--profile-output",
+        type=Path,
+        default=Path("bench-profile.txt"),
+        help="py-spy's collapsed stacks, for flamegraph.pl or speedscope (default "
+        "bench-profile.txt)",
+    )
+    out.add_argument(
+        "--no-trivial-batch",
+        action="store_true",
+        help="skip the take_events variant of the trivial agent (saves ~30 s)",
+    )
+    out.add_argument(
+        "--no-latency-scale-out",
+        action="store_true",
+        help="skip the latency run of two worker processes at the same load (saves ~30 s)",
+    )
+    out.add_argument(
+        "--no-latency-baseline",
+        action="store_true",
+        help="skip the latency run of the trivial take_events agent (the floor the framework and "
+        "broker set; saves ~30 s)",
+    )
+    out.add_argument(
+        "--keep-dir", action="store_true", help="keep the temporary directory (logs, data)"
+    )
+    out.add_argument(
+        "--work-dir", type=Path, default=None, help="where the temporary directory is made"
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    bench.set_defaults(handler=_cmd_bench)

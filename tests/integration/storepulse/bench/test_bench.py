@@ -1,0 +1,119 @@
+"""`storepulse bench` end to end at tiny sizes: complete, exact, consistent results (no speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storepulse.bench.options import REQUIRED_KEYS
+from tests.harness import PROJECT_DIR
+
+BENCH = [sys.executable, "-m", "storepulse.cli", "bench"]
+
+
+def test_bench_help_lists_the_options() -> None:
+    result = subprocess.run(
+        [*BENCH, "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    for option in ("--events", "--latency-rate", "--latency-seconds", "--output", "--profile"):
+        assert option in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            *BENCH,
+            "--events",
+            "3000",
+            "--latency-seconds",
+            "3",
+            "--latency-rate",
+            "1000",
+            "--no-trivial-batch",
+            "--no-latency-baseline",
+            "--output",
+            str(output),
+            "--work-dir",
+            str(tmp_path),
+            "--keep-dir",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=PROJECT_DIR,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "worker / trivial" in result.stdout
+    assert "targets:" in result.stdout
+
+    results = json.loads(output.read_text())
+    missing = [key for key in REQUIRED_KEYS if key not in results]
+    assert not missing, missing
+    assert results["cores"] == os.cpu_count()
+    assert results["events"] == 3000
+    assert results["exact"] is True
+    for name, variant in results["variants"].items():
+        assert variant["exact"] is True, (name, variant["check"])
+        assert variant["events_per_s"] > 0, name
+        assert variant["cpu_s"] > 0, name
+        assert variant["peak_rss_bytes"] > 0, name
+    for key in (
+        "trivial_events_per_s",
+        "naive_events_per_s",
+        "worker_events_per_s",
+        "two_workers_events_per_s",
+    ):
+        assert results[key] > 0, key
+
+    # Ratios are the quotients of the rates (both rounded in the JSON).
+    worker = results["worker_events_per_s"]
+    assert results["ratio_vs_trivial"] == pytest.approx(
+        worker / results["trivial_events_per_s"], rel=1e-3
+    )
+    assert results["ratio_vs_naive"] == pytest.approx(
+        worker / results["naive_events_per_s"], rel=1e-3
+    )
+    assert results["two_workers_speedup"] == pytest.approx(
+        results["two_workers_events_per_s"] / worker, rel=1e-3
+    )
+
+    # Latency: every event of the paced run measured, quantiles ordered.
+    assert results["latency_events"] > 0
+    assert 0 < results["p50_latency_s"] <= results["p99_latency_s"] <= results["max_latency_s"]
+    assert results["variants"]["latency"]["latency"]["n"] == results["latency_events"]
+    # ... and on two worker processes sharing the partitions, merged from both (a rebalance
+    # could make one event count twice, never zero times).
+    two_live = results["variants"]["latency_two_workers"]
+    assert two_live["exact"] is True
+    assert len(two_live["per_process"]) == 2
+    assert two_live["latency"]["n"] >= two_live["events"] > 0
+    assert sum(row[1] for row in two_live["latency_by_second"]) == two_live["latency"]["n"]
+    assert 0 < results["two_workers_p50_latency_s"] <= results["two_workers_p99_latency_s"]
+    assert results["two_workers_p99_latency_s"] == two_live["latency"]["p99"]
+
+    # The worker's cost figures are there; Redis ran the worker's script.
+    assert results["worker_cpu_s"] > 0
+    assert results["worker_peak_rss_bytes"] > 0
+    assert results["redis_us_per_event"] > 0
+    assert set(results["targets"]) == {
+        "ratio_vs_trivial",
+        "ratio_vs_naive",
+        "p99_latency_s",
+        "exact",
+    }
+
+    # Two worker processes ran, and between them saw every message at least once.
+    two = results["variants"]["two_workers"]["per_process"]
+    assert len(two) == 2
+    assert sum(p["count"] for p in two) >= 3000
+
+    # The private stack and every variant were stopped: no pid file is left behind.
+    (kept,) = tmp_path.glob("storepulse-bench-*")
+    assert not list(kept.rglob("*.pid"))

@@ -1,0 +1,139 @@
+"""The built-in live board in Debian's Chromium: the numbers shown are the API's, and they move."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from playwright.sync_api import Page, sync_playwright
+
+from streams.exporter import Exporter
+from tests.integration.streams.exporter.test_exporter import fill, get, grid, hour_end, post
+
+__all__ = ["hour_end"]  # the fixture, shared with test_exporter
+
+from tests.harness import PROJECT_DIR as ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def shown(page: Page) -> dict[str, Any]:
+    """Every number the board shows, as text."""
+    data: dict[str, Any] = page.evaluate(
+        """() => ({
+            kpis: Object.fromEntries([...document.querySelectorAll('[data-kpi]')]
+                .map(el => [el.dataset.kpi, el.textContent])),
+            funnel: Object.fromEntries([...document.querySelectorAll('#funnel li')]
+                .map(li => [li.dataset.name, li.querySelector('.num').textContent])),
+            dropoff: Object.fromEntries([...document.querySelectorAll('#dropoff li')]
+                .map(li => [li.dataset.name, li.querySelector('.num').textContent])),
+            alerts: [...document.querySelectorAll('#alerts li[data-alert]')]
+                .map(li => li.dataset.alert),
+            range: document.querySelector('#range').textContent,
+        })"""
+    )
+    return data
+
+
+def percent(text: str) -> float | None:
+    return None if text == "–" else float(text.removesuffix("%")) / 100
+
+
+def assert_same_as_api(board: dict[str, Any], api: dict[str, Any]) -> None:
+    # Two decimals of a percentage: the shown value is within 0.005 points of the API's.
+    for name in ("conversion_rate", "cart_abandonment_rate"):
+        got, want = percent(board["kpis"][name]), api[name]
+        assert (got is None) == (want is None), name
+        if got is not None:
+            assert abs(got - want) <= 0.00005 + 1e-12, (name, got, want)
+    assert int(board["kpis"]["orders"].replace(",", "")) == api["orders"]
+    # Money is exact: the API's string and its currency.
+    assert board["kpis"]["revenue"] == f"{api['revenue']} EUR"
+    assert board["kpis"]["average_order_value"] == f"{api['average_order_value']} EUR"
+    assert {k: int(v.replace(",", "")) for k, v in board["funnel"].items()} == api["sessions"]
+    assert list(board["funnel"]) == list(api["sessions"])  # funnel order
+    assert set(board["dropoff"]) == set(api["step_dropoff"])
+    for step, text in board["dropoff"].items():
+        assert abs((percent(text) or 0) - api["step_dropoff"][step]) <= 0.00005 + 1e-12
+    assert board["range"] == f"{api['from']} – {api['to']}"
+
+
+def api(url: str, query: str) -> dict[str, Any]:
+    status, _, body = get(f"{url}/api/kpis?{query}")
+    assert status == 200
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def test_the_board_shows_the_apis_numbers_alerts_and_refreshes(make_settings, hour_end) -> None:
+    s = make_settings()
+    asyncio.run(fill(s, grid(hour_end, 3)))
+    spike = {
+        "status": "firing",
+        "labels": {"alertname": "CartAbandonmentSpike", "severity": "critical"},
+        "annotations": {"summary": "Cart abandonment spike (channel=all, device=all)"},
+        "fingerprint": "f00d",
+    }
+    requested: list[str] = []
+    errors: list[str] = []
+    with Exporter(s, port=0) as exporter, sync_playwright() as pw:
+        url = exporter.url
+        assert post(f"{url}/api/alerts", {"alerts": [spike]})[0] == 200
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            page.on("request", lambda r: requested.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-loaded]", timeout=10_000)
+            fifteen = api(url, "window=15m")
+            assert fifteen["sessions"]["visit"] == 3 * 3 * 15  # 3 sessions x 3 partitions x 15 min
+            board = shown(page)
+            assert_same_as_api(board, fifteen)
+            assert board["alerts"] == ["CartAbandonmentSpike"]
+            assert page.text_content("#alert-count") == "1"
+
+            page.click("button[data-window='1h']")
+            page.wait_for_selector("body[data-window='1h']", timeout=10_000)
+            assert_same_as_api(shown(page), api(url, "window=1h"))
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "board.png"), full_page=True)
+
+            # New events complete the next bucket: the window slides and the board follows.
+            later = [(p, (hour_end + 10) * 1_000) for p in range(3) for _ in range(30)]
+            later += [(p, (hour_end + 61) * 1_000) for p in range(3)]
+            # Playwright's sync API runs a loop in this thread: write from another one.
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(
+                    asyncio.run, fill(s, later, seed=2, prefix="t", first_offset=10_000)
+                ).result()
+            time.sleep(1.05)  # the exporter shares a /api/kpis answer for 1 s
+            moved = api(url, "window=1h")
+            assert moved["to"] != fifteen["to"]
+            page.wait_for_function(
+                "to => document.querySelector('#range').textContent.endsWith(to)",
+                arg=moved["to"],
+                timeout=10_000,
+            )
+            assert_same_as_api(shown(page), api(url, "window=1h"))
+        finally:
+            browser.close()
+    assert not errors, errors
+    # Everything came from the exporter itself: no CDN, no other origin.
+    assert requested
+    assert all(r.startswith(url + "/") for r in requested), requested
+    assert (ARTIFACTS / "board.png").stat().st_size > 10_000

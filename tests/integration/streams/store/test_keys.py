@@ -1,0 +1,76 @@
+"""What apply_batch.lua writes on a real redis-server is exactly what keys.py reads back."""
+
+from __future__ import annotations
+
+from streams.store import keys
+from streams.store.client import connect
+from streams.store.funnel import FunnelStore
+from tests.integration.streams.store.test_funnel import T0, make_processor, records
+from tests.reference import dumps, event
+
+
+async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_settings) -> None:
+    s = make_settings(partitions=1)
+    sid = "s-keys"
+    trace = [
+        event("visit", "e0", sid, T0, channel="email", device="tablet", country="DE"),
+        event("add_to_cart", "e1", sid, T0 + 1_000),
+        event("checkout_step", "e2", sid, T0 + 2_000, step="shipping"),
+        event("checkout_step", "e3", sid, T0 + 3_000, step="payment"),
+        event("checkout_step", "e4", sid, T0 + 4_000, step="review"),
+        event("purchase", "e5", sid, T0 + 5_000, order_id="o-1", revenue="12.5000"),
+        event("visit", "e0", sid, T0),  # a duplicate
+    ]
+    client = connect(s)
+    try:
+        await client.flushdb()
+        proc = make_processor(client, s)
+        await proc.process([*records([dumps(e) for e in trace]), *records([b"{"], start=7)])
+        prefix = keys.partition_prefix(s.topic, 0)
+        names = sorted(k.decode() for k in await client.keys("*"))
+        assert keys.partitions_key(s.topic) in names
+        forms = {
+            keys.META: "hash",
+            keys.TOTALS: "hash",
+            keys.BUCKETS: "zset",
+            keys.SESSIONS: "zset",
+            keys.ORDERS: "hash",
+            keys.ORDER_TIMES: "zset",
+        }
+        seen_buckets = 0
+        for name in names:
+            if name == keys.partitions_key(s.topic):
+                continue
+            assert name.startswith(prefix), name
+            rest = name.removeprefix(prefix)
+            kind = (await client.type(name)).decode()
+            if rest.startswith(keys.BUCKET_PREFIX):
+                seen_buckets += 1
+                assert kind == "hash"
+                for field in await client.hkeys(name):
+                    assert field.decode().partition(keys.SEP)[0] in keys.BUCKET_KINDS
+            elif rest.startswith(keys.SESSION_PREFIX):
+                assert rest == keys.SESSION_PREFIX + sid and kind == "hash"
+            else:
+                assert forms.get(rest) == kind, (rest, kind)
+        assert seen_buckets == 1  # all six events within one minute
+        meta = {k.decode() for k in await client.hkeys(prefix + keys.META)}
+        assert meta <= keys.META_FIELDS and keys.META_OFFSET in meta
+        raw = await client.hgetall(prefix + keys.TOTALS)
+        assert {k.decode().partition(keys.SEP)[0] for k in raw} <= keys.TOTAL_KINDS
+
+        # And read back through the parsers: the meaning of every counter.
+        store = FunnelStore(client, s)
+        totals = keys.parse_totals(await store.totals([0]))
+        assert sum(totals.events.values()) == 6
+        assert (totals.duplicates, totals.rejected) == (1, {"malformed": 1})
+        assert totals.funnel[("purchase", "email", "tablet")] == 1
+        assert totals.orders == {("email", "tablet"): 1}
+        assert totals.revenue_units == {"EUR": 125_000}
+        sums = await store.bucket_sums(0, 10**11, [0])
+        by_country = keys.bucket_counts(sums.fields, "country")["DE"]
+        assert by_country.sessions["review"] == 1 and by_country.revenue_units == {"EUR": 125_000}
+        cursor = await store.load_cursor(0)
+        assert (cursor.offset, cursor.watermark_ms) == (7, T0 + 5_000)
+    finally:
+        await client.aclose()
