@@ -11,25 +11,7 @@ from prometheus_client.exposition import generate_latest
 from streams.exporter.metrics import create
 from streams.exporter.snapshot import Snapshot, windows_for
 from streams.settings import Settings
-from streams.store.funnel import PartitionMeta
-
-NOW = 1_800_000_000.0  # a bucket boundary for 60 s buckets (1_800_000_000 = 60 x 30_000_000)
-
-
-def meta(
-    partition: int,
-    wm_s: float | None,
-    applied_s: float | None = NOW,
-    offset: int = 99,
-    hw: int = 100,
-) -> PartitionMeta:
-    return PartitionMeta(
-        partition=partition,
-        offset=offset,
-        watermark_ms=None if wm_s is None else int(wm_s * 1_000),
-        highwater=hw,
-        applied_ms=None if applied_s is None else int(applied_s * 1_000),
-    )
+from tests.unit.streams.metas import NOW, meta
 
 
 def funnel_fields(
