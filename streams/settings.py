@@ -93,6 +93,18 @@ class Settings(BaseSettings):
         ("desktop", "mobile", "tablet"), description="device label values kept; others are other"
     )
     max_event_bytes: int = Field(65_536, ge=1_024, description="larger messages are rejected")
+    max_events_per_session: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="distinct events one session may hold; later ones are rejected session_limit",
+    )
+    dlq_max_payload_bytes: int = Field(
+        16_384,
+        ge=256,
+        le=131_072,
+        description="bytes of a rejected payload kept in its dead letter (the rest: size, digest)",
+    )
 
     # Worker
     worker_id: str = Field(
@@ -102,6 +114,12 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(16066, ge=0, le=65_535, description="worker /metrics port, 0 off")
     batch_size: int = Field(1_000, ge=1, le=100_000, description="max events per batch")
     batch_seconds: float = Field(0.05, gt=0, le=10, description="max wait to fill a batch")
+    stall_seconds: float = Field(
+        30.0,
+        ge=5,
+        le=3_600,
+        description="no progress with data to read, or one rebalance, this long: exit 3",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="event loop of the worker and the generator (asyncio: fallback)"
     )

@@ -132,6 +132,10 @@ class ManagedProcess:
             return None
         return pid
 
+    def returncode(self) -> int | None:
+        """The exit status of the child this object started, once it has exited."""
+        return None if self._child is None else self._child.poll()
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

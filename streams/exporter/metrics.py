@@ -87,6 +87,11 @@ def _counters(out: _Families, fields: Mapping[str, int], settings: Settings) -> 
     for currency, units in sorted(totals.revenue_units.items()):
         revenue.add_metric([currency], units / MONEY_SCALE)
     out.counter(
+        "storepulse_dlq_lost",
+        "Rejected events whose dead letter Kafka refused for good (logged by the worker with "
+        "partition and offset); the rejection itself is in storepulse_events_rejected_total.",
+    ).add_metric([], totals.dlq_lost)
+    out.counter(
         "storepulse_topic_resets",
         "Partitions found recreated (Redis offsets the broker no longer has); counters kept.",
     ).add_metric([], totals.topic_resets)

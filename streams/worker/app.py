@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.kafka import ensure_topics, faust_broker_options
+from streams.logstorm import contain_log_storms
 from streams.loop import use_event_loop
 from streams.settings import Settings
 from streams.store.client import connect
@@ -38,6 +40,21 @@ log = logging.getLogger("storepulse.worker")
 
 
 SHUTDOWN_GRACE_SECONDS = 15.0
+# The exit status of a worker that stopped progressing: its supervisor restarts it, and the
+# new process resumes from the offsets in Redis (docs/runbooks.md).
+EXIT_STALLED = 3
+
+
+def _exit_stalled(seconds: float) -> None:
+    log.error(
+        "no batch applied for %.0fs while Kafka and Redis answer and data waits (or a "
+        "rebalance has not finished): the consumer is stuck; exiting with status %d so that "
+        "the supervisor restarts the worker (it resumes from the offsets stored in Redis)",
+        seconds,
+        EXIT_STALLED,
+    )
+    logging.shutdown()
+    os._exit(EXIT_STALLED)
 
 
 def _forced_exit() -> None:
@@ -107,6 +124,9 @@ class _FaustConsumer:
             return None
         return None if hw is None else int(hw)
 
+    async def seek(self, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(self.app.sp.topic, partition), offset)
+
     async def seek_to_earliest(self, partition: int) -> int:
         tp = TP(self.app.sp.topic, partition)
         earliest = await self.app.consumer.earliest_offsets(tp)
@@ -126,7 +146,24 @@ class StorepulseApp(faust.App):
         self.redis: Any = None
         self.dlq: DeadLetterProducer | None = None
         self._metrics_server: tuple[Any, Any] | None = None
+        # When the current rebalance began (monotonic), None outside one: a rebalance that
+        # never ends is a stall too (seen on Tansu after a restart: assignment never finished).
+        self.rebalance_began: float | None = None
         super().__init__(settings.worker_id, **kwargs)
+
+    def on_rebalance_start(self) -> None:
+        if self.rebalance_began is None:
+            self.rebalance_began = time.monotonic()
+        super().on_rebalance_start()
+
+    def on_rebalance_end(self) -> None:
+        self.rebalance_began = None
+        super().on_rebalance_end()
+
+    def rebalancing_for(self) -> float:
+        """Seconds the current rebalance has lasted (0 outside one)."""
+        began = self.rebalance_began
+        return 0.0 if began is None else time.monotonic() - began
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
@@ -134,6 +171,7 @@ class StorepulseApp(faust.App):
     async def on_start(self) -> None:
         # Runs before Faust starts its consumer: the processor exists by the first assignment.
         sp = self.sp
+        contain_log_storms()  # Faust has set up logging by now
         if sp.worker_web_port:
             # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
             self._metrics_server = start_http_server(
@@ -265,14 +303,25 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 wait=False,
             )
 
+    @app.timer(0.25)  # type: ignore[untyped-decorator]
+    async def highwaters() -> None:
+        """Every 0.25 s: a fallen high-water mark sends the partition back to check its log."""
+        if app.processor is not None:
+            await app.processor.watch_highwaters()
+
     @app.timer(2.0)  # type: ignore[untyped-decorator]
     async def health() -> None:
-        """Every 2 s: keep storepulse_worker_up true while idle, and look for recreated topics."""
+        """Every 2 s: health of Redis, Kafka and progress; recreated topics; the stall exit."""
         if app.processor is not None and app.redis is not None and app.dlq is not None:
             await app.processor.flush()  # the last batch of a burst, settled within 2 s
             await app.processor.dependencies.probe("redis", app.redis.ping)
             await app.processor.dependencies.probe("kafka", app.dlq.reachable)
             await app.processor.check_partitions()
+            processor, dependencies = app.processor, app.processor.dependencies
+            stalled = max(processor.stalled_for(), app.rebalancing_for())
+            dependencies.set_stall(stalled, settings.stall_seconds / 3)
+            if stalled >= settings.stall_seconds and dependencies.reachable:
+                _exit_stalled(stalled)
 
     return app
 

@@ -29,7 +29,7 @@ from streams.worker import metrics as worker_metrics
 from streams.worker.deadletters import Rejection
 from streams.worker.processor import BatchProcessor, Record
 from tests import harness
-from tests.reference import dumps, event
+from tests.reference import dumps, event, session_key
 
 CHANNELS = ("organic", "paid_search", "email", "social")
 DEVICES = ("desktop", "mobile", "tablet")
@@ -41,8 +41,9 @@ Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 class NullDLQ:
     """The dead-letter sink of BatchProcessor; these tests feed only valid events."""
 
-    async def publish(self, rejections: list[Rejection]) -> None:
+    async def publish(self, rejections: list[Rejection]) -> list[object]:
         assert not rejections, rejections
+        return []
 
 
 def session_events(sid: str, ts: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ async def fill(
             worker_metrics.create(CollectorRegistry()),
         )
         records = [
-            Record(p, offset, b"k", value)
+            Record(p, offset, session_key(value), value)
             for p, values in by_partition.items()
             for offset, value in enumerate(values, start=first_offset)
         ]

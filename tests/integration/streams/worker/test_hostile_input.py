@@ -23,7 +23,7 @@ from tests.integration.streams.store.test_funnel import (
     records,
     stored,
 )
-from tests.reference import dumps, event
+from tests.reference import dumps, event, session_key
 
 VALID = [
     event("visit", "v", "s", T0, channel="organic", device="mobile", country="DE"),
@@ -96,7 +96,7 @@ def test_any_bytes_are_accounted_for(messages: list[bytes], make_settings) -> No
     rejected = sum(v for k, v in totals.items() if k.startswith("rej|"))
     assert accepted + totals.get("dup", 0) + rejected == len(messages)
     assert rejected == len(dlq.rejections)
-    assert {r.reason for r in dlq.rejections} <= {"malformed", "schema", "late", "future"}
+    assert {r.reason for r in dlq.rejections} <= {"malformed", "schema", "key", "late", "future"}
     assert all(r.detail for r in dlq.rejections)
 
 
@@ -120,7 +120,8 @@ def hostile_corpus(now_ms: int) -> list[tuple[bytes | None, bytes]]:
         bytes(rng.randrange(256) for _ in range(5000)),
         dumps(good),  # a duplicate
     ]
-    return [(b"h", raw) for raw in corpus]
+    # Keyed as a producer keys them: by session_id where there is one (else b"h").
+    return [(session_key(raw) or b"h", raw) for raw in corpus]
 
 
 @pytest.mark.slow
