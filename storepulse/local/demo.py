@@ -12,7 +12,6 @@ from types import FrameType
 
 from storepulse.local.procs import ManagedProcess, ProcessSpec, ServiceError, http_ready
 from storepulse.local.stack import LocalStack
-from streams.kafka import ensure_topics
 from streams.settings import Settings
 
 __all__ = ["DEMO_PREFIX", "demo_processes", "run_demo"]
@@ -103,7 +102,7 @@ def run_demo(
     stack = LocalStack(settings)
     print("storepulse demo: starting the local stack ...", flush=True)
     started_stack = stack.up()
-    asyncio.run(ensure_topics(settings))
+    stack.create_topics()
     children = demo_processes(settings, rate, scenarios, duration)
     try:
         for child in children:
