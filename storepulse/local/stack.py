@@ -193,12 +193,20 @@ class LocalStack:
     def processes(self) -> list[ManagedProcess]:
         return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]
 
-    def up(self, timeout: float = 30.0) -> list[str]:
-        """Start what is not running (idempotent); returns the names started."""
+    def up(self, timeout: float = 30.0, started: list[str] | None = None) -> list[str]:
+        """Start what is not running (idempotent); returns the names started.
+
+        `started`, when given, gets each name as soon as that service is up, so a caller whose
+        start is cut short (a service that fails, a stop signal) knows which ones to stop.
+        """
         procs = (
             self.processes()
         )  # resolves every binary first: a missing one fails before any start
-        return [p.spec.name for p in procs if p.start(timeout)]
+        names = [] if started is None else started
+        for p in procs:
+            if p.start(timeout):
+                names.append(p.spec.name)
+        return names
 
     def create_topics(self) -> list[str]:
         """The events and dead-letter topics, created when missing; returns the names created.
