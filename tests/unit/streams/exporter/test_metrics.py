@@ -11,6 +11,7 @@ from prometheus_client.exposition import generate_latest
 from streams.exporter.metrics import create
 from streams.exporter.snapshot import Snapshot, windows_for
 from streams.settings import Settings
+from streams.store.funnel import PartitionMeta
 from tests.unit.streams.metas import NOW, meta
 
 
