@@ -159,7 +159,9 @@ def test_every_subcommand_explains_itself() -> None:
 
 
 def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path)
+    # The KPI line ends at the newest complete bucket (docs/semantics.md): 5 s buckets complete
+    # within the 25 s run, whatever the minute it starts in (60 s ones need a minute boundary).
+    settings = stack_settings(tmp_path, bucket_seconds=5)
     result = harness.run_cli(
         ["demo", "--duration", "25", "--rate", "100", "--scenario", "steady"], settings, timeout=180
     )
