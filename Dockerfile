@@ -14,11 +14,15 @@ RUN groupadd --system --gid 10001 storepulse \
  && chown storepulse:storepulse /var/lib/storepulse
 
 WORKDIR /opt/storepulse
+# The exact, hash-checked versions of requirements-runtime.lock (`make lock`), in a layer of
+# their own that a code change does not rebuild; then the project without resolving again.
+COPY requirements-runtime.lock ./
+RUN pip install --require-hashes -r requirements-runtime.lock
 COPY pyproject.toml README.md ./
 COPY streams/ streams/
 COPY producers/ producers/
 COPY storepulse/ storepulse/
-RUN pip install . && storepulse --help >/dev/null
+RUN pip install --no-deps . && pip check && storepulse --help >/dev/null
 
 USER storepulse
 WORKDIR /var/lib/storepulse

@@ -11,7 +11,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
-setup: ## Install system packages (apt) and the venv with dev and local extras (idempotent)
+setup: ## Install system packages (apt) and the venv from requirements.lock (idempotent)
 	@scripts/setup.sh
 
 .PHONY: demo
@@ -42,6 +42,23 @@ fmt: ## Apply ruff fixes and formatting
 .PHONY: typecheck
 typecheck: ## mypy --strict on the source packages
 	$(BIN)/mypy
+
+# pip-compile (pip-tools, in the dev extra) resolves the ranges of pyproject.toml to exact
+# versions with the hashes of every file PyPI has for them: requirements.lock (dev and local
+# extras: setup.sh, CI) and requirements-runtime.lock (no extra: the Dockerfile), the second
+# constrained by the first so both name the same versions. The index and find-links options
+# of this machine's pip configuration stay out of the files. `make lock LOCK_UPGRADE=` keeps
+# the current pins and only resolves what pyproject.toml newly asks for;
+# `make lock LOCK_UPGRADE='--upgrade-package NAME'` moves one package.
+LOCK_UPGRADE ?= --upgrade
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+.PHONY: lock
+lock: ## Re-resolve requirements.lock and requirements-runtime.lock to the newest versions pyproject.toml allows
+	@SKIP_APT=1 scripts/setup.sh
+	$(PIP_COMPILE) $(LOCK_UPGRADE) --extra dev --extra local -o requirements.lock pyproject.toml
+	$(PIP_COMPILE) -c requirements.lock -o requirements-runtime.lock pyproject.toml
 
 .PHONY: schema
 schema: ## Regenerate docs/event.schema.json from the event models

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import random
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -21,7 +19,7 @@ from producers.sinks import FileSink, KafkaSink, Sink, create_topics, start_sink
 from producers.truth import GroundTruth
 from streams.settings import Settings
 
-__all__ = ["GenerateOptions", "GenerateReport", "generate", "install_stop", "warmup_for"]
+__all__ = ["GenerateOptions", "GenerateReport", "generate", "warmup_for"]
 
 # Paced runs start "mid-day": sessions that began before the start are simulated so the rate is
 # steady from the first second. 300 s of arrivals covers ~96% of the steady event rate; the
@@ -255,10 +253,3 @@ async def generate(
         )
         write_manifest(opts.manifest, manifest)
     return report
-
-
-def install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Ctrl-C and SIGTERM set `stop`: the run ends cleanly, flushing what it read."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)

@@ -26,15 +26,18 @@ fi
 # Debian's packages may start system services on hosts with systemd; storepulse never uses
 # them (its own ports are distinct), so they are left alone.
 
+# The exact versions of requirements.lock (hash-checked; `make lock` refreshes it), then the
+# project itself without resolving anything again. Re-run when the lock or pyproject.toml is
+# newer than the stamp.
 stamp="$VENV/.storepulse-installed"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: pip install -e .[dev,local]"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[dev,local]'
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+  echo "setup: pip install -r requirements.lock, then -e . --no-deps"
+  "$VENV/bin/python" -m pip install -q --require-hashes -r requirements.lock
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
   touch "$stamp"
 fi
 echo "setup: ok ($("$VENV/bin/python" --version), $(redis-server --version | cut -d' ' -f3), $(prometheus --version 2>&1 | head -1 | cut -d' ' -f3))"

@@ -20,6 +20,7 @@ from storepulse.local.procs import ManagedProcess, ProcessSpec, free_port
 from storepulse.local.stack import alertmanager_spec, broker_spec, prometheus_spec, redis_spec
 from storepulse.monitoring.config import render_alertmanager_config, render_prometheus_config
 from streams.settings import Settings, child_environment
+from streams.store import keys
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STOREPULSE = [sys.executable, "-m", "storepulse.cli"]
@@ -183,14 +184,13 @@ def accounted(settings: Settings) -> dict[str, int]:
     client = redis.Redis.from_url(settings.redis_url)
     try:
         totals: dict[str, int] = {}
-        for p in client.smembers(f"sp:{settings.topic}:partitions"):
-            for k, v in client.hgetall(f"sp:{{{settings.topic}/{int(p)}}}:tot").items():
+        for p in client.smembers(keys.partitions_key(settings.topic)):
+            tot = keys.partition_prefix(settings.topic, int(p)) + keys.TOTALS
+            for k, v in client.hgetall(tot).items():
                 totals[k.decode()] = totals.get(k.decode(), 0) + int(v)
     finally:
         client.close()
-    totals["accounted"] = sum(
-        v for k, v in totals.items() if k.startswith(("ev|", "rej|")) or k == "dup"
-    )
+    totals["accounted"] = keys.parse_totals(totals).accounted
     return totals
 
 

@@ -120,6 +120,8 @@ class Bench:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 env=child_environment(settings),
+                # Like every child of the bench: Ctrl-C reaches only the bench, which stops it.
+                start_new_session=True,
             )
             try:
                 out, _ = await proc.communicate()

@@ -18,6 +18,7 @@ from storepulse.cli import (
     stack,
     worker,
 )
+from storepulse.cli.signals import Stopped, exit_status, guard_output, stopping_on_signals
 from storepulse.local.procs import ServiceError
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -61,6 +62,8 @@ def command_names() -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; the exit statuses are in README.md, "Stopping and exit statuses"."""
+    guard_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -73,10 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"storepulse: {exc}", file=sys.stderr)
         return 2
     handler: Handler = args.handler
-    try:
-        return handler(args, settings)
-    except ServiceError as exc:
-        print(f"storepulse: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    with stopping_on_signals():
+        try:
+            return handler(args, settings)
+        except Stopped as exc:
+            return exit_status(exc.signum)
+        except KeyboardInterrupt:  # SIGINT after asyncio or mode put Python's default back
+            return 130
+        except ServiceError as exc:
+            print(f"storepulse: {exc}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:
+            # Data written to stdout itself (`generate --out - | head`) whose reader has gone.
+            print(f"storepulse {args.command}: stdout closed by its reader", file=sys.stderr)
+            return 1

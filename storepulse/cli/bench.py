@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from storepulse.cli.argtypes import count, positive, share
+from storepulse.cli.signals import Stopped
 from streams.settings import Settings
 
 __all__ = ["register"]
@@ -69,6 +70,9 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     except BenchError as exc:
         print(f"storepulse bench: {exc}", file=sys.stderr)
         return 1
+    except Stopped as exc:
+        print(f"storepulse bench: {exc} before the end; no results written", file=sys.stderr)
+        raise
     print(render_table(results))
     print(f"\nwrote {args.output}")
     return 0

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run everything in the foreground: stack, worker, exporter and synthetic traffic",
         description=(
             "Starts the local stack (if it is not running), the worker, the exporter and a "
-            "synthetic traffic generator, prints where to look, and runs until Ctrl-C, which "
-            "stops everything it started."
+            "synthetic traffic generator, prints where to look, and runs until Ctrl-C (exit 130), "
+            "SIGTERM or SIGHUP (exit 0), which stop everything it started, also with its output "
+            "on a pipe nobody reads any more."
         ),
     )
     demo.add_argument("--rate", type=float, default=200.0, help="synthetic events per second")

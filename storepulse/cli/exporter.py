@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
 from streams.settings import Settings
 
@@ -14,14 +11,9 @@ __all__ = ["register"]
 
 
 def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
+    from storepulse.cli.signals import wait_for_stop
     from streams.exporter import Exporter
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     exporter = Exporter(
         settings,
         host=args.host,
@@ -37,13 +29,10 @@ def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
             f"KPIs {url}/api/kpis?window=15m  (topic {settings.topic}, redis {settings.redis_url})",
             flush=True,
         )
-        stop.wait()
+        wait_for_stop()  # SIGINT, SIGTERM or SIGHUP raise Stopped (storepulse.cli.main)
     finally:
         exporter.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print("storepulse exporter: stopped", file=sys.stderr, flush=True)
-    return 0
+        print("storepulse exporter: stopped", file=sys.stderr, flush=True)
 
 
 def _cache_seconds(text: str) -> float:

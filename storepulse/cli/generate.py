@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from storepulse.cli._publishing import add_kafka_options, fail, progress_enabled
 from storepulse.cli.argtypes import count, positive, seconds, share
+from storepulse.cli.signals import stop_request
 from streams.loop import use_event_loop
 from streams.settings import Settings
 
@@ -370,16 +371,15 @@ def _cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 async def _generate_main(
     settings: Settings, opts: GenerateOptions, args: argparse.Namespace
 ) -> int:
-    from producers.generate import generate, install_stop
+    from producers.generate import generate
     from producers.rate import Progress
     from producers.sinks import SinkError
 
-    stop = asyncio.Event()
-    install_stop(asyncio.get_running_loop(), stop)
     progress = Progress("generate", enabled=progress_enabled(args.progress))
-    try:
-        report = await generate(settings, opts, progress, stop)
-    except SinkError as exc:
-        return fail("generate", str(exc), 1)
+    with stop_request() as stop:
+        try:
+            report = await generate(settings, opts, progress, stop.event)
+        except SinkError as exc:
+            return fail("generate", str(exc), 1)
     print(json.dumps(report.as_dict()) if args.json else report.summary(), flush=True)
-    return 1 if report.errors else 0
+    return 1 if report.errors else stop.status()

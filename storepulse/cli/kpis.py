@@ -51,8 +51,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Reads Redis and prints the KPIs of the buckets b with FROM <= b < TO (bucket starts, "
             "epoch aligned, STOREPULSE_BUCKET_SECONDS wide). Ratios are null (or '-') where the "
             "denominator is 0; money is exact and printed with 2 decimals. Without --to the range "
-            "ends at the newest complete bucket (all partitions' watermarks past its end, see "
-            "docs/semantics.md), like /api/kpis?window=; without --from it is --last long."
+            "ends where the newest complete bucket ends: at the start of the bucket holding "
+            "min(now, smallest watermark of the partitions not idle), the end of "
+            "/api/kpis?window= and of the window gauges (docs/semantics.md, 'Now, in event "
+            "time'). Without --from it is --last long, so --last 15m --json prints what "
+            "/api/kpis?window=15m serves."
         ),
     )
     kpis.add_argument(
@@ -60,7 +63,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     kpis.add_argument("--to", type=instant_s, help="ISO 8601 with zone, or epoch ms (exclusive)")
     kpis.add_argument(
-        "--last", type=duration_s, default=3600, help="range length when --from is omitted (1h)"
+        "--last",
+        type=duration_s,
+        default=3600,
+        help="range length when --from is omitted, ending at --to or the newest complete "
+        "bucket (default 1h)",
     )
     kpis.add_argument("--by", choices=["channel", "device", "country"], help="break down by")
     kpis.add_argument("--json", action="store_true", help="JSON output (see docs/semantics.md)")

@@ -8,6 +8,7 @@ import json
 
 from storepulse.cli._publishing import add_kafka_options, fail, progress_enabled
 from storepulse.cli.argtypes import positive
+from storepulse.cli.signals import stop_request
 from streams.loop import use_event_loop
 from streams.settings import Settings
 
@@ -22,9 +23,10 @@ By default events are re-timed: the first event's ts becomes now and the others 
 divided by --speed; only the ts value's bytes change (ISO strings become UTC with milliseconds
 and Z, integers stay epoch milliseconds). --keep-time publishes ts untouched.
 
-Every line is acknowledged by the broker before the command exits; Ctrl-C stops reading, flushes
-what was read and reports exactly how many lines were acknowledged. Exit codes: 0 all lines
-published, 1 a line failed or the broker/topic/file is unusable, 2 bad arguments, 130 interrupted.
+Every line is acknowledged by the broker before the command exits; Ctrl-C, SIGTERM or SIGHUP
+stop reading, flush what was read and report exactly how many lines were acknowledged. Exit
+codes: 0 all lines published or stopped by SIGTERM/SIGHUP (the summary says interrupted), 1 a
+line failed or the broker/topic/file is unusable, 2 bad arguments, 130 stopped by Ctrl-C.
 """
 
 
@@ -74,7 +76,6 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay_main(settings: Settings, args: argparse.Namespace) -> int:
-    from producers.generate import install_stop
     from producers.rate import Progress
     from producers.replay import ReplayOptions, replay
     from producers.sinks import SinkError
@@ -87,14 +88,11 @@ async def _replay_main(settings: Settings, args: argparse.Namespace) -> int:
         create_topics=args.create_topics,
         compression=args.compression,
     )
-    stop = asyncio.Event()
-    install_stop(asyncio.get_running_loop(), stop)
     progress = Progress("replay", enabled=progress_enabled(args.progress))
-    try:
-        report = await replay(settings, opts, progress, stop)
-    except SinkError as exc:
-        return fail("replay", str(exc), 1)
+    with stop_request() as stop:
+        try:
+            report = await replay(settings, opts, progress, stop.event)
+        except SinkError as exc:
+            return fail("replay", str(exc), 1)
     print(json.dumps(report.as_dict()) if args.json else report.summary(), flush=True)
-    if report.failed or report.read_error:
-        return 1
-    return 130 if report.interrupted else 0
+    return 1 if report.failed or report.read_error else stop.status()

@@ -20,6 +20,8 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "up":
         started = stack.up()
         print(f"started: {', '.join(started) or 'nothing (already running)'}")
+        created = stack.create_topics()
+        print(f"topics created: {', '.join(created) or 'nothing (already there)'}")
         _print_status(stack)
     elif args.action == "down":
         stopped = stack.down()
@@ -46,6 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Runs the local stack as plain child processes on 127.0.0.1: the Tansu broker "
             "(in-memory storage), redis-server (AOF on), prometheus and prometheus-alertmanager. "
             "Pid files and logs live under STOREPULSE_STATE_DIR (default .storepulse/). "
+            "up also creates the events and dead-letter topics (STOREPULSE_TOPIC with "
+            "STOREPULSE_PARTITIONS partitions, STOREPULSE_DLQ_TOPIC) when missing, so that "
+            "`storepulse replay` works before any worker ran. "
             "up and down are idempotent; status exits 3 when a service is not ready."
         ),
     )

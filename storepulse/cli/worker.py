@@ -10,9 +10,12 @@ __all__ = ["register"]
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from storepulse.cli.signals import exit_status
     from streams.worker.app import run_worker
 
-    return run_worker(settings, loglevel=args.loglevel or settings.log_level.lower())
+    return run_worker(
+        settings, loglevel=args.loglevel or settings.log_level.lower(), status_after=exit_status
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 
 from storepulse.local.procs import ManagedProcess, ProcessSpec, ServiceError, http_ready
 from storepulse.local.stack import LocalStack
-from streams.kafka import ensure_topics
 from streams.settings import Settings
 
 __all__ = ["DEMO_PREFIX", "demo_processes", "run_demo"]
@@ -46,22 +42,6 @@ def demo_processes(
         ProcessSpec(f"{DEMO_PREFIX}generator", _cli(*gen), lambda: True, "kafka"),
     ]
     return [ManagedProcess(spec, settings.state_dir) for spec in specs]
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[list[bool]]:
-    """SIGINT/SIGTERM set a flag instead of raising, so shutdown runs in order."""
-    stop = [False]
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop[0] = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _summary(settings: Settings) -> str:
@@ -100,12 +80,18 @@ def run_demo(
     scenarios: Sequence[str] | None = None,
     duration: float | None = None,
 ) -> int:
+    """Run until duration ends or a stop signal unwinds it (Stopped, from storepulse.cli.main).
+
+    Whatever ends it, the `finally` stops the children and the stack services this run started,
+    also halfway through starting them; the output may go to a reader that has gone (main).
+    """
     stack = LocalStack(settings)
-    print("storepulse demo: starting the local stack ...", flush=True)
-    started_stack = stack.up()
-    asyncio.run(ensure_topics(settings))
+    started_stack: list[str] = []  # filled as they start: an interrupted start knows what to stop
     children = demo_processes(settings, rate, scenarios, duration)
     try:
+        print("storepulse demo: starting the local stack ...", flush=True)
+        stack.up(started=started_stack)
+        stack.create_topics()
         for child in children:
             child.start(timeout=30)
         print(
@@ -121,23 +107,22 @@ def run_demo(
             flush=True,
         )
         deadline = time.monotonic() + duration if duration else None
-        with _stop_on_signals() as stop:
-            next_summary = time.monotonic() + 10
-            while not stop[0] and (deadline is None or time.monotonic() < deadline):
-                for child in children:
-                    if child.pid() is None and child.spec.name != f"{DEMO_PREFIX}generator":
-                        raise ServiceError(
-                            f"{child.spec.name} stopped; log {child.log_file}:\n{child.log_tail()}"
-                        )
-                if time.monotonic() >= next_summary:
-                    print(_summary(settings), flush=True)
-                    next_summary += 10
-                time.sleep(0.2)
+        next_summary = time.monotonic() + 10
+        while deadline is None or time.monotonic() < deadline:
+            for child in children:
+                if child.pid() is None and child.spec.name != f"{DEMO_PREFIX}generator":
+                    raise ServiceError(
+                        f"{child.spec.name} stopped; log {child.log_file}:\n{child.log_tail()}"
+                    )
+            if time.monotonic() >= next_summary:
+                print(_summary(settings), flush=True)
+                next_summary += 10
+            time.sleep(0.2)
     finally:
         print("\nstorepulse demo: stopping ...", flush=True)
         for child in reversed(children):
             child.stop(timeout=20)
         if started_stack:
             stack.down(started_stack)
-    print("storepulse demo: stopped", flush=True)
+        print("storepulse demo: stopped", flush=True)
     return 0

@@ -158,10 +158,10 @@ class ManagedProcess:
                 start_new_session=True,
                 env={**os.environ, **self.spec.env},
             )
-        self.pid_file.write_text(f"{self._child.pid}\n")
         try:
+            self.pid_file.write_text(f"{self._child.pid}\n")
             self.wait_ready(timeout)
-        except ServiceError:
+        except BaseException:  # not ready, or a stop signal (Stopped) while waiting
             self.stop()
             raise
         return True

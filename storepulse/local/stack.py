@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from storepulse.local.procs import (
     ManagedProcess,
     MissingBinary,
     ProcessSpec,
+    ServiceError,
     http_ready,
     redis_ready,
     tcp_ready,
 )
 from storepulse.monitoring.config import render_alertmanager_config, render_prometheus_config
-from storepulse.monitoring.rules import RULES_FILE, render_rules
+from storepulse.monitoring.rules import RULES_NAME, render_rules
+from streams.kafka import ensure_topics
 from streams.settings import Settings
 
 __all__ = [
@@ -164,10 +169,11 @@ class LocalStack:
         am_cfg = state / "alertmanager" / "alertmanager.yml"
         prom_cfg.parent.mkdir(parents=True, exist_ok=True)
         am_cfg.parent.mkdir(parents=True, exist_ok=True)
-        # The rules for this stack's checkout steps (the committed file is for the defaults).
-        rules = state / "prometheus" / "rules" / RULES_FILE.name
+        # The rules for this stack's checkout steps and minimum sample (the committed file is
+        # for the defaults).
+        rules = state / "prometheus" / "rules" / RULES_NAME
         rules.parent.mkdir(parents=True, exist_ok=True)
-        rules.write_text(render_rules(s.checkout_steps))
+        rules.write_text(render_rules(s))
         prom_cfg.write_text(
             render_prometheus_config(
                 [f"{s.exporter_host}:{s.exporter_port}"],
@@ -187,12 +193,33 @@ class LocalStack:
     def processes(self) -> list[ManagedProcess]:
         return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]
 
-    def up(self, timeout: float = 30.0) -> list[str]:
-        """Start what is not running (idempotent); returns the names started."""
+    def up(self, timeout: float = 30.0, started: list[str] | None = None) -> list[str]:
+        """Start what is not running (idempotent); returns the names started.
+
+        `started`, when given, gets each name as soon as that service is up, so a caller whose
+        start is cut short (a service that fails, a stop signal) knows which ones to stop.
+        """
         procs = (
             self.processes()
         )  # resolves every binary first: a missing one fails before any start
-        return [p.spec.name for p in procs if p.start(timeout)]
+        names = [] if started is None else started
+        for p in procs:
+            if p.start(timeout):
+                names.append(p.spec.name)
+        return names
+
+    def create_topics(self) -> list[str]:
+        """The events and dead-letter topics, created when missing; returns the names created.
+
+        Tansu keeps topics in memory, so a broker (re)started by `up` has none, and `replay`
+        refuses a missing topic: `stack up` creates them, so no worker has to run first.
+        """
+        try:
+            return asyncio.run(ensure_topics(self.settings))
+        except (KafkaError, OSError) as exc:
+            raise ServiceError(
+                f"cannot create the topics on {self.settings.kafka_bootstrap}: {exc!r}"
+            ) from exc
 
     def down(self, names: Sequence[str] | None = None) -> list[str]:
         """Stop the services (all, or those named) and any demo child left behind (idempotent)."""

@@ -98,16 +98,16 @@ class Routes:
     async def _route(self, method: str, target: str, accept: str | None, body: bytes) -> Response:
         parts = urlsplit(target)
         path = parts.path
-        if path == "/api/alerts":
-            if method == "POST":
-                return self._post_alerts(body)
-            return _json(200, alerts_response(self.alerts, self.alertmanager_url))
+        if path == "/api/alerts" and method == "POST":
+            return self._post_alerts(body)
         if method != "GET":
             return _json(405, {"error": f"{method} not allowed on {path}"})
         if path == "/metrics":
             return await self._metrics(accept)
         if path == "/api/kpis":
             return await self._kpis(parts.query)
+        if path == "/api/alerts":
+            return _json(200, alerts_response(self.alerts, self.alertmanager_url))
         if path == "/healthz":
             await asyncio.wait_for(self.ping(), HEALTH_TIMEOUT_SECONDS)
             return _json(200, {"status": "ok"})

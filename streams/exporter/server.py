@@ -75,7 +75,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(self._handle("GET", self.headers.get("Accept"), b""))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        text = self.headers.get("Content-Length", "0").strip()
+        # Not a number would raise here (no answer at all); a negative one would read until the
+        # client closes the connection; an empty one is no length either.
+        if not text.isascii() or not text.isdigit():
+            self._reply(Response(400, "application/json", b'{"error": "bad Content-Length"}\n'))
+            return
+        # Over 7 digits is over 1 MiB (and int() refuses 4,300 digits with its own error).
+        length = int(text) if len(text) <= 7 else MAX_BODY_BYTES + 1
         if length > MAX_BODY_BYTES:
             self._reply(Response(413, "application/json", b'{"error": "body too large"}\n'))
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -57,14 +58,14 @@ def _exit_stalled(seconds: float) -> None:
     os._exit(EXIT_STALLED)
 
 
-def _forced_exit() -> None:
+def _forced_exit(status: int) -> None:
     log.warning(
         "shutdown still waiting after %.0fs (Kafka unreachable?); exiting now. Nothing is lost: "
         "applied offsets are stored in Redis with the counters.",
         SHUTDOWN_GRACE_SECONDS,
     )
     logging.shutdown()
-    os._exit(0)
+    os._exit(status)
 
 
 # Faust creates its aiokafka consumer with fetch_max_wait_ms=1500, hard-coded. A broker that
@@ -149,6 +150,8 @@ class StorepulseApp(faust.App):
         # When the current rebalance began (monotonic), None outside one: a rebalance that
         # never ends is a stall too (seen on Tansu after a restart: assignment never finished).
         self.rebalance_began: float | None = None
+        # The exit status of a shutdown cut short by the watchdog: that of the stop signal.
+        self.forced_exit_status = 0
         super().__init__(settings.worker_id, **kwargs)
 
     def on_rebalance_start(self) -> None:
@@ -198,7 +201,9 @@ class StorepulseApp(faust.App):
     async def on_stop(self) -> None:
         # aiokafka's close retries a dead broker for minutes (leave group, commit). Nothing is
         # lost by not waiting: stored offsets live in Redis, so after 15 s the process just ends.
-        watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, _forced_exit)
+        watchdog = threading.Timer(
+            SHUTDOWN_GRACE_SECONDS, _forced_exit, args=(self.forced_exit_status,)
+        )
         watchdog.daemon = True
         watchdog.start()
         await super().on_stop()
@@ -326,10 +331,54 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     return app
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    """Run the worker in the foreground until SIGINT/SIGTERM."""
+class _Worker(faust.Worker):
+    """Faust's worker, stopped in order by SIGHUP too, and knowing which signal stopped it.
+
+    mode's Worker stops on SIGINT and SIGTERM and leaves SIGHUP at its default, which kills the
+    process on the spot: no last batch stored, no leaving the group (the partitions then wait a
+    session timeout, 6 s, for a new owner).
+    """
+
+    def __init__(self, app: StorepulseApp, status_after: Callable[[int], int], **kw: Any) -> None:
+        super().__init__(app, **kw)
+        self.storepulse = app  # self.app is typed as faust's AppT
+        self.status_after = status_after
+        self.stop_signal: int | None = None
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self.loop.add_signal_handler(sig, self._stop_by, sig)
+
+    def _stop_by(self, sig: signal.Signals) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = int(sig)
+            self.storepulse.forced_exit_status = self.status_after(int(sig))
+        # What faust's own SIGTERM handler does (private methods of faust's and mode's Worker):
+        # a worker still starting stops as soon as it has started; the shutdown runs once.
+        self._flag_as_shutdown_by_signal()
+        self._schedule_shutdown(sig)
+
+
+def run_worker(
+    settings: Settings,
+    loglevel: str = "info",
+    status_after: Callable[[int], int] = lambda signum: 0,
+) -> int:
+    """Run the worker in the foreground until SIGINT, SIGTERM or SIGHUP.
+
+    Returns the exit status: status_after(signal) after a stop by a signal, 1 when Faust
+    crashed, 0 when it ended by itself.
+    """
     use_event_loop(settings.event_loop)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
-    return 0
+    worker = _Worker(app, status_after, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:  # mode always leaves through sys.exit: 0, or 1 on a crash
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:
+        code = 0
+    if code == 0 and worker.stop_signal is not None:
+        return status_after(worker.stop_signal)
+    return code

@@ -9,22 +9,25 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from storepulse.local.procs import _alive
 from storepulse.monitoring.rules import render_rules
 from streams.settings import Settings
 from tests import harness
 
 
-def stack_settings(tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=f"127.0.0.1:{harness.free_port()}",
-        redis_url=f"redis://127.0.0.1:{harness.free_port()}/0",
-        prometheus_port=harness.free_port(),
-        alertmanager_port=harness.free_port(),
-        exporter_port=harness.free_port(),
-        worker_web_port=harness.free_port(),
-        state_dir=tmp_path / "state",
-    )
+def stack_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "kafka_bootstrap": f"127.0.0.1:{harness.free_port()}",
+        "redis_url": f"redis://127.0.0.1:{harness.free_port()}/0",
+        "prometheus_port": harness.free_port(),
+        "alertmanager_port": harness.free_port(),
+        "exporter_port": harness.free_port(),
+        "worker_web_port": harness.free_port(),
+        "state_dir": tmp_path / "state",
+    }
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
 def pids(state: Path) -> dict[str, int]:
@@ -52,7 +55,7 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         assert f"127.0.0.1:{settings.exporter_port}" in config
         # ... rendered for the stack's checkout steps, and loaded.
         (rule_file,) = json.loads(config)["rule_files"]
-        assert Path(rule_file).read_text() == render_rules(settings.checkout_steps)
+        assert Path(rule_file).read_text() == render_rules(settings)
         url = f"http://127.0.0.1:{settings.prometheus_port}/api/v1/rules?type=record"
         with urllib.request.urlopen(url, timeout=10) as resp:
             groups = json.load(resp)["data"]["groups"]
@@ -73,6 +76,45 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     stopped = harness.run_cli(["stack", "status"], settings, check=False)
     assert stopped.returncode == 3
     assert stopped.stdout.count(" stopped ") == 4
+
+
+async def _partitions(settings: Settings) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        topics = [settings.topic, settings.dlq_topic]
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)}
+    finally:
+        await admin.close()
+
+
+async def test_stack_up_creates_the_topics_so_replay_needs_no_worker(tmp_path: Path) -> None:
+    # 2 partitions, not the default 6: the stack follows STOREPULSE_PARTITIONS.
+    settings = stack_settings(tmp_path, partitions=2)
+    lines = [
+        json.dumps({"type": "visit", "session_id": f"s-{i}", "ts": "2024-05-01T00:00:00Z"})
+        for i in range(6)
+    ]
+    recording = tmp_path / "small.jsonl"
+    recording.write_text("\n".join(lines) + "\n")
+    try:
+        up = harness.run_cli(["stack", "up"], settings)
+        assert f"topics created: {settings.topic}, {settings.dlq_topic}" in up.stdout
+        assert await _partitions(settings) == {settings.topic: 2, settings.dlq_topic: 1}
+        again = harness.run_cli(["stack", "up"], settings)
+        assert "topics created: nothing (already there)" in again.stdout
+        # No worker ran and no --create-topics: the topic is there all the same.
+        replayed = harness.run_cli(
+            ["replay", "--json", "--keep-time", "--speed", "max", str(recording)], settings
+        )
+        summary = json.loads(replayed.stdout)
+        assert summary["published"] == len(lines)
+        assert summary["failed"] == 0
+        messages = await harness.consume_all(settings.kafka_bootstrap, settings.topic, len(lines))
+        assert sorted(value.decode() for _, _, _, value in messages) == sorted(lines)
+    finally:
+        harness.run_cli(["stack", "down"], settings)
+    assert pids(settings.state_dir) == {}
 
 
 def test_missing_binary_is_named_with_its_install_command(tmp_path: Path) -> None:
@@ -117,7 +159,9 @@ def test_every_subcommand_explains_itself() -> None:
 
 
 def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path)
+    # The KPI line ends at the newest complete bucket (docs/semantics.md): 5 s buckets complete
+    # within the 25 s run, whatever the minute it starts in (60 s ones need a minute boundary).
+    settings = stack_settings(tmp_path, bucket_seconds=5)
     result = harness.run_cli(
         ["demo", "--duration", "25", "--rate", "100", "--scenario", "steady"], settings, timeout=180
     )

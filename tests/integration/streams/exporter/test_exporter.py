@@ -28,7 +28,7 @@ from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
 from streams.worker.deadletters import Rejection
 from streams.worker.processor import BatchProcessor, Record
-from tests import harness
+from tests import catalogue, harness
 from tests.reference import dumps, event, session_key
 
 CHANNELS = ("organic", "paid_search", "email", "social")
@@ -362,3 +362,17 @@ def test_two_exporters_on_one_redis_export_the_same_counters(
     counters = {k: v for k, v in first.items() if k[0].endswith("_total")}
     assert counters
     assert counters == {k: v for k, v in second.items() if k[0].endswith("_total")}
+
+
+def test_the_unit_tests_families_are_what_a_real_exporter_serves(served) -> None:
+    # tests/catalogue.exporter_families() builds the families from a snapshot without Redis
+    # for the unit tests (the dashboard's); they must be those a real scrape returns.
+    worker = catalogue.worker_families()
+    real = {name: family for name, family in served.items() if name not in worker}
+    offline = catalogue.exporter_families()
+    assert sorted(real) == sorted(offline)
+    assert len(real) >= 18
+    for name, family in real.items():
+        assert offline[name].type == family.type, name
+        if family.labels is not None:  # the lag needs a consumer's high-water mark
+            assert offline[name].labels == family.labels, name

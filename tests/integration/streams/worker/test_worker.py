@@ -150,33 +150,47 @@ async def test_worker_counts_exactly_and_dead_letters_bad_lines(
 def test_kill_9_mid_stream_then_restart_is_exact(make_settings, tmp_path: Path) -> None:
     settings = make_settings(batch_size=50)
     now_ms = int(time.time() * 1000)
-    trace = make_trace(2500, now_ms, seed=11)
-    asyncio.run(harness.produce(settings.kafka_bootstrap, settings.topic, trace))
-    messages = asyncio.run(published(settings, len(trace)))
-    kills = 0
+    trace = make_trace(1000, now_ms, seed=11)
+    # Four parts, published one per round: a round's kill always comes before the end of the
+    # trace, since the next part is not even published yet. So there are exactly 3 kills
+    # however fast the worker is, and the last round alone can finish.
+    size = len(trace) // 4
+    parts = [trace[:size], trace[size : 2 * size], trace[2 * size : 3 * size], trace[3 * size :]]
     rng = random.Random(11)
-    for _round in range(3):
+    kills = 0
+    published_so_far = 0
+    for part in parts[:3]:
+        asyncio.run(harness.produce(settings.kafka_bootstrap, settings.topic, part))
+        before = published_so_far
+        published_so_far += len(part)
+        # A progress point in the first half of this part, measured in Redis: the kill lands
+        # after that many messages were applied, mid-stream (at batches of 50, at least 6 batches
+        # after the point remain), mid-batch, between the DLQ publish and the Lua call, before
+        # or after a Kafka commit.
+        point = before + rng.randint(1, len(part) // 2)
         worker = harness.Worker(settings, tmp_path).start()
-        deadline = time.monotonic() + 60
-        start = harness.accounted(settings)["accounted"]
-        while time.monotonic() < deadline:
-            done = harness.accounted(settings)["accounted"]
-            if done > start or done == len(trace):
-                break
-            time.sleep(0.02)
-        # A random moment after the first applied batch: mid-batch, between the DLQ publish and
-        # the Lua call, before or after a Kafka commit.
-        time.sleep(rng.uniform(0, 0.15))
-        if harness.accounted(settings)["accounted"] < len(trace):
-            worker.kill()
-            kills += 1
-        else:
-            worker.stop()
-            break
+        done = wait_accounted_at_least(settings, point, worker)
+        worker.kill()
+        kills += 1
+        assert done <= published_so_far < len(trace)
+    asyncio.run(harness.produce(settings.kafka_bootstrap, settings.topic, parts[3]))
+    messages = asyncio.run(published(settings, len(trace)))
     worker = harness.Worker(settings, tmp_path).start()
     try:
         harness.wait_accounted(settings, len(trace), worker=worker)
     finally:
         worker.stop()
-    assert kills == 3, "the worker finished before the third kill: make the trace longer"
+    assert kills == 3
     check_against_reference(settings, messages, now_ms)
+
+
+def wait_accounted_at_least(
+    settings: Any, point: int, worker: harness.Worker, timeout: float = 60
+) -> int:
+    """Poll Redis every 10 ms until `point` messages are accounted for; returns the count."""
+    deadline = time.monotonic() + timeout
+    while (done := harness.accounted(settings)["accounted"]) < point:
+        assert worker.alive(), worker.proc.log_tail(40)
+        assert time.monotonic() < deadline, f"accounted {done} of {point} within {timeout}s"
+        time.sleep(0.01)
+    return done
