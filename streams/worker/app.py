@@ -96,10 +96,20 @@ class _ResumingConsumer(faust_aiokafka.Consumer):
         if isinstance(app, StorepulseApp) and app.processor is not None:
             ours = sorted(tp.partition for tp in self.assignment() if tp.topic == app.sp.topic)
             for partition, offset in (await app.processor.on_assigned(ours)).items():
-                log.info(
-                    "partition %d: resuming from offset %d (stored in Redis)", partition, offset
-                )
-                await self.seek(TP(app.sp.topic, partition), offset)
+                tp = TP(app.sp.topic, partition)
+                if offset < 0:
+                    earliest = (await self.earliest_offsets(tp)).get(tp) or 0
+                    log.info(
+                        "partition %d: nothing applied in Redis; reading from offset %d",
+                        partition,
+                        earliest,
+                    )
+                    offset = int(earliest)
+                else:
+                    log.info(
+                        "partition %d: resuming from offset %d (stored in Redis)", partition, offset
+                    )
+                await self.seek(tp, offset)
 
 
 class Transport(faust_aiokafka.Transport):

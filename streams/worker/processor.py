@@ -92,7 +92,10 @@ class BatchProcessor:
         """Reload cursors of newly assigned partitions; returns where to seek each one.
 
         The consumer re-reads the last applied record (offset R, not R+1) so that its fingerprint
-        proves the topic is still the one Redis counted.
+        proves the topic is still the one Redis counted. A partition with nothing applied (-1)
+        is read from its earliest offset: Redis, not Kafka's committed offset, says what was
+        counted, and a committed offset can belong to another log (a broker that restarted
+        empty while a worker kept committing its old positions on it).
         """
         await self._retry("redis", partial(self.store.register_partitions, partitions))
         seeks: dict[int, int] = {}
@@ -101,8 +104,7 @@ class BatchProcessor:
             self.cursors[p] = cursor
             self._awaiting.pop(p, None)
             self._hw_peak.pop(p, None)
-            if cursor.offset >= 0:
-                seeks[p] = cursor.offset
+            seeks[p] = cursor.offset
         return seeks
 
     # Batches -----------------------------------------------------------------------------
