@@ -159,7 +159,7 @@ def session_key(raw: bytes) -> bytes:
     """The Kafka key a producer gives a message: its session_id (b"" for a non-event)."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return b""
     sid = body.get("session_id") if isinstance(body, dict) else None
     return sid.strip().encode() if isinstance(sid, str) else b""

@@ -244,7 +244,6 @@ def test_a_stuck_worker_reports_down_and_exits_for_its_supervisor(
             broker.stop()
     after = harness.accounted(settings)
     assert after["accounted"] == len(first) + len(second)
-    print("EXITS", exits)  # DEBUG
     assert all(code == 3 for code in exits), exits  # only ever the stall exit, never a crash
     if exits:
         # Before it gave up, it said so: up 0 while stalled past a third of the limit.
