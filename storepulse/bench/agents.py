@@ -16,6 +16,7 @@ import faust
 from faust.types import TP
 
 from streams.loop import use_event_loop
+from streams.redact import install_log_redaction
 from streams.settings import Settings, load_settings
 from streams.store.client import connect
 from streams.worker.app import Transport, create_app, faust_options, raw_topic
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency", action="store_true", help="record per-event latency")
     args = parser.parse_args(argv)
+    install_log_redaction()  # its log is the bench's to show (BenchError quotes its tail)
     settings = load_settings()
     # Every variant on the worker's event loop, so the ratios compare like with like.
     use_event_loop(settings.event_loop)

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from streams.settings import Settings
 
 __all__ = ["register"]
+
+
+def _redis_problem(settings: Settings) -> str | None:
+    """Why Redis does not answer right now, as a line of `storepulse.cli.errors`, or None."""
+    from redis.exceptions import RedisError
+
+    from storepulse.cli.errors import describe
+    from streams.redact import redact_text
+    from streams.store.client import connect, ping
+
+    async def probe() -> None:
+        client = connect(settings)
+        try:
+            await ping(client)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(probe())
+    except (RedisError, OSError) as exc:
+        failure = describe(exc, settings)
+        return failure.text if failure else redact_text(str(exc))
+    return None
 
 
 def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
@@ -26,9 +50,19 @@ def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
         url = exporter.url
         print(
             f"storepulse exporter: live board {url}/  metrics {url}/metrics  "
-            f"KPIs {url}/api/kpis?window=15m  (topic {settings.topic}, redis {settings.redis_url})",
+            f"KPIs {url}/api/kpis?window=15m  (topic {settings.topic}, "
+            f"redis {settings.redis_url_shown})",
             flush=True,
         )
+        problem = _redis_problem(settings)
+        if problem is not None:
+            # It keeps serving and answers as soon as Redis does (stateless: nothing to reload).
+            print(
+                f"storepulse exporter: {problem}; until then /metrics, /api/kpis and /healthz "
+                "answer 503",
+                file=sys.stderr,
+                flush=True,
+            )
         wait_for_stop()  # SIGINT, SIGTERM or SIGHUP raise Stopped (storepulse.cli.main)
     finally:
         exporter.stop()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from storepulse.local.procs import ManagedProcess, ProcessSpec, ServiceError, http_ready
 from storepulse.local.stack import LocalStack
+from streams.redact import redact_text
 from streams.settings import Settings
 
 __all__ = ["DEMO_PREFIX", "demo_processes", "run_demo"]
@@ -71,7 +72,7 @@ def _summary(settings: Settings) -> str:
     try:
         return asyncio.run(read())
     except Exception as exc:  # the summary is best effort; the demo keeps running
-        return f"(KPIs unavailable: {exc})"
+        return redact_text(f"(KPIs unavailable at {settings.redis_url_shown}: {exc})")
 
 
 def run_demo(

@@ -84,13 +84,29 @@ def broker_spec(host: str, port: int) -> ProcessSpec:
     )
 
 
-def redis_spec(host: str, port: int, data_dir: Path) -> ProcessSpec:
-    """redis-server with the append-only file on, fsync every second, no RDB snapshots."""
+def _auth_config(data_dir: Path, password: str) -> Path:
+    """A config file (mode 600) with requirepass: on the command line ps would show it."""
+    path = data_dir / "auth.conf"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    # Every byte \xHH-escaped inside double quotes: any password, as redis-server reads it.
+    escaped = "".join(f"\\x{byte:02x}" for byte in password.encode())
+    path.write_text(f'requirepass "{escaped}"\n')
+    return path
+
+
+def redis_spec(host: str, port: int, data_dir: Path, password: str | None = None) -> ProcessSpec:
+    """redis-server with the append-only file on, fsync every second, no RDB snapshots.
+
+    With a password, clients must AUTH (requirepass, from a config file in data_dir).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
+    config = [] if password is None else [str(_auth_config(data_dir, password).resolve())]
     return ProcessSpec(
         name="redis",
         argv=[
             find_binary("redis-server"),
+            *config,  # a config file must be the first argument
             "--bind",
             host,
             "--port",
@@ -108,7 +124,7 @@ def redis_spec(host: str, port: int, data_dir: Path) -> ProcessSpec:
             "--protected-mode",
             "yes",
         ],
-        ready=redis_ready(host, port),
+        ready=redis_ready(host, port, password),
         address=f"redis://{host}:{port}",
     )
 
@@ -185,7 +201,7 @@ class LocalStack:
         am_cfg.write_text(render_alertmanager_config(f"{s.exporter_url}/api/alerts"))
         return [
             broker_spec(kafka_host, kafka_port),
-            redis_spec(redis_host, redis_port, state / "redis"),
+            redis_spec(redis_host, redis_port, state / "redis", s.redis_secret),
             prometheus_spec(s.prometheus_port, prom_cfg, state / "prometheus" / "data"),
             alertmanager_spec(s.alertmanager_port, am_cfg, state / "alertmanager" / "data"),
         ]
@@ -218,7 +234,8 @@ class LocalStack:
             return asyncio.run(ensure_topics(self.settings))
         except (KafkaError, OSError) as exc:
             raise ServiceError(
-                f"cannot create the topics on {self.settings.kafka_bootstrap}: {exc!r}"
+                f"cannot create the topics on {self.settings.kafka_bootstrap}: {exc!r}; is the "
+                "broker running (`storepulse stack status`)?"
             ) from exc
 
     def down(self, names: Sequence[str] | None = None) -> list[str]:

@@ -127,7 +127,7 @@ class Routes:
         try:
             return await self.reader.read()
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("cannot read Redis at %s: %s", self.settings.redis_url, exc)
+            log.warning("cannot read Redis at %s: %s", self.settings.redis_url_shown, exc)
             raise SnapshotUnavailable(f"cannot read Redis: {exc}") from exc
 
     async def _metrics(self, accept: str | None) -> Response:

@@ -16,15 +16,17 @@ from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from prometheus_client import CollectorRegistry, start_http_server
+from redis.exceptions import RedisError
 
 from streams.kafka import ensure_topics, faust_broker_options
 from streams.logstorm import contain_log_storms
 from streams.loop import use_event_loop
 from streams.settings import Settings
-from streams.store.client import connect
+from streams.store.client import connect, ping
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
 from streams.worker.deadletters import DeadLetterProducer
+from streams.worker.health import TRANSIENT
 from streams.worker.processor import BatchProcessor, Record
 
 __all__ = [
@@ -190,8 +192,16 @@ class StorepulseApp(faust.App):
             self._metrics_server = start_http_server(
                 sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
             )
-        await _until_reachable("kafka", lambda: ensure_topics(sp), self.worker_metrics)
+        await _until_reachable(
+            "kafka",
+            sp.kafka_bootstrap,
+            "start the broker (`storepulse stack up` runs the local one) or fix "
+            "STOREPULSE_KAFKA_BOOTSTRAP",
+            lambda: ensure_topics(sp),
+            self.worker_metrics,
+        )
         self.redis = connect(sp)
+        await self._check_redis()
         self.dlq = DeadLetterProducer(sp)
         await self.dlq.start()
         self.processor = BatchProcessor(
@@ -201,12 +211,27 @@ class StorepulseApp(faust.App):
             "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s, %s loop",
             sp.worker_id,
             sp.topic,
-            sp.redis_url,
+            sp.redis_url_shown,
             sp.dlq_topic,
             sp.worker_web_port or "-",
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await super().on_start()
+
+    async def _check_redis(self) -> None:
+        """Say once, clearly, when Redis does not answer at start; the batches retry it anyway."""
+        try:
+            await ping(self.redis)
+        except (RedisError, *TRANSIENT) as exc:
+            self.worker_metrics.redis_up.set(0)
+            self.worker_metrics.up.set(0)
+            log.warning(
+                "redis unreachable at start (%s: %s); the worker waits for it before storing a "
+                "batch: start it (`storepulse stack up` runs the local one) or fix "
+                "STOREPULSE_REDIS_URL",
+                self.sp.redis_url_shown,
+                exc,
+            )
 
     async def on_stop(self) -> None:
         # aiokafka's close retries a dead broker for minutes (leave group, commit). Nothing is
@@ -231,7 +256,11 @@ class StorepulseApp(faust.App):
 
 
 async def _until_reachable(
-    name: str, call: Callable[[], Awaitable[object]], metrics: worker_metrics.WorkerMetrics
+    name: str,
+    address: str,
+    hint: str,
+    call: Callable[[], Awaitable[object]],
+    metrics: worker_metrics.WorkerMetrics,
 ) -> None:
     """Retry a start-up call with backoff (0.5 s doubling to 10 s) until the dependency answers."""
     delay = 0.5
@@ -242,7 +271,14 @@ async def _until_reachable(
             metrics.kafka_up.set(0)
             metrics.up.set(0)
             metrics.retries_total.labels(name).inc()
-            log.warning("%s unreachable at start (%s); retrying in %.1fs", name, exc, delay)
+            log.warning(
+                "%s unreachable at start (%s: %s); retrying in %.1fs: %s",
+                name,
+                address,
+                exc,
+                delay,
+                hint,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
         else:
