@@ -99,8 +99,13 @@ class Command:
     def watch(self) -> None:
         for pid in _descendants(self.proc.pid):
             fields = _stat(pid)
-            if fields is not None and pid not in self.seen:
-                self.seen[pid] = (fields[19], _cmdline(pid))
+            if fields is None:
+                continue
+            known = self.seen.get(pid)
+            if known is None or known[0] == fields[19]:
+                # The same process (same start time): its command line may have changed since
+                # it was first seen between fork and exec, when it was still its parent's.
+                self.seen[pid] = (fields[19], _cmdline(pid) or (known[1] if known else ""))
 
     def started(self, needle: str) -> bool:
         return any(needle in cmd for _, cmd in self.seen.values())
