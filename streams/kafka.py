@@ -97,7 +97,7 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the events and dead-letter topics when missing; returns the names created."""
+    """Create the events, dead-letter and customer topics when missing; returns those created."""
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -106,6 +106,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
             NewTopic(settings.topic, settings.partitions, settings.replication_factor),
             # The dead-letter topic is low volume; one partition keeps its order readable.
             NewTopic(settings.dlq_topic, 1, settings.replication_factor),
+            # Customer facts, keyed by customer: the customer stage's partitions.
+            NewTopic(
+                settings.customer_topic,
+                settings.customer_partition_count,
+                settings.replication_factor,
+            ),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:

@@ -170,6 +170,24 @@ class Settings(BaseSettings):
         "uvloop", description="event loop of the worker and the generator (asyncio: fallback)"
     )
 
+    # Customers (docs/semantics.md, "Customers")
+    customer_facts: bool = Field(
+        True,
+        description="the session worker publishes customer facts (false: no customer stage)",
+    )
+    customer_topic: str = Field(
+        "storefront.customers", min_length=1, description="customer facts topic (key = customer)"
+    )
+    customer_partitions: int | None = Field(
+        None, ge=1, le=1024, description="partitions of the customer topic (empty: PARTITIONS)"
+    )
+    customer_retention_seconds: int = Field(
+        400 * 86_400, ge=86_400, description="per-period customer data is kept this long"
+    )
+    customer_worker_web_port: int = Field(
+        16067, ge=0, le=65_535, description="customers-worker /metrics port, 0 off"
+    )
+
     # Exporter and KPIs
     exporter_host: str = Field("127.0.0.1", description="exporter listen address")
     exporter_port: int = Field(19100, ge=0, le=65_535, description="exporter port (0: any free)")
@@ -236,6 +254,11 @@ class Settings(BaseSettings):
     def stages(self) -> tuple[str, ...]:
         """Funnel stages in order: visit, cart, each checkout step, purchase."""
         return funnel_stages(self.checkout_steps)
+
+    @property
+    def customer_partition_count(self) -> int:
+        """Partitions of the customer topic: STOREPULSE_CUSTOMER_PARTITIONS, else PARTITIONS."""
+        return self.customer_partitions or self.partitions
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:
