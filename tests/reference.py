@@ -48,6 +48,7 @@ def expected_state(
     skew_ms: int = 300_000,
     steps: Sequence[str] = DEFAULT_CHECKOUT_STEPS,
     max_events: int = 10_000,
+    customer_facts: bool = True,
 ) -> Expected:
     """messages: (partition, [key,] raw value) in the order one partition's consumer reads them.
 
@@ -133,6 +134,19 @@ def expected_state(
         exp.buckets[b][f"rg|{ev.currency}|{cty}"] += units
         exp.totals[f"o|{ch}|{dev}"] += 1
         exp.totals[f"r|{ev.currency}"] += units
+        # The customer of the purchase event (docs/semantics.md, "Customers").
+        if not (ev.account_id or ev.user_id):
+            exp.totals["oa"] += 1
+        elif customer_facts:
+            exp.totals["fx|o"] += 1
+    # One activity fact per (session, customer, user, hour) with a customer.
+    activity = {
+        (p, ev.session_id, ev.account_id or ev.user_id, ev.user_id, ev.ts // 3_600_000)
+        for p, ev in accepted
+        if ev.account_id or ev.user_id
+    }
+    if customer_facts and activity:
+        exp.totals["fx|a"] += len(activity)
     for counts in exp.buckets.values():
         exp.fields.update(counts)
     return exp

@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from storepulse.cli.signals import exit_status
-    from streams.worker.app import run_worker
+    from streams.worker.run import run_worker
 
     return run_worker(
         settings, loglevel=args.loglevel or settings.log_level.lower(), status_after=exit_status

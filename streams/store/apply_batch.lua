@@ -11,7 +11,15 @@
 -- keys.EventRecord (offsets R_EVENT_ID .. R_CURRENCY). One argument instead of 11 per event:
 -- redis-py packs each argument in Python, ~30 us/event.
 --
--- Returns {status, stored offset, accepted, duplicates[, limits]}. STATUS_CONFLICT: the stored
+-- Customer facts (streams/contract/facts.py), with A_CUSTOMER_FACTS = 1: one activity fact per
+-- new (customer, session, user, hour), remembered in the session hash (and evicted with it),
+-- and one order fact per counted order that has a customer, none for duplicates or anonymous
+-- events. They are appended to the partition's outbox stream in this same atomic call, and
+-- returned, so the worker publishes them without reading the outbox (docs/semantics.md).
+-- Anonymous orders are counted per hour (K_ANON), for the customer reports.
+--
+-- Returns {status, stored offset, accepted, duplicates[, limits]}; with STATUS_OK also
+-- {{outbox entry id, {customer, fact, ...}}, ...}, one entry per OUTBOX_PAIRS facts. STATUS_CONFLICT: the stored
 -- offset is not the expected one (another worker applied meanwhile). STATUS_LIMIT: an event
 -- would take a session past A_SESSION_CAP distinct events; limits is JSON
 -- [[session_id, events held, [ids of this batch it holds already]], ...] so the worker can
@@ -105,6 +113,9 @@ local sz = pfx .. K_SESSIONS
 local orders = pfx .. K_ORDERS
 local oz = pfx .. K_ORDER_TIMES
 local accepted, dups = 0, 0
+local facts_on = tonumber(ARGV[A_CUSTOMER_FACTS]) == 1
+local facts, n_activity, n_orders = {}, 0, 0
+local anon_days = {}
 local t_fields = {}
 for k = 0, #stages - 1 do
   t_fields[#t_fields + 1] = S_STAGE_TIME .. k
@@ -153,6 +164,16 @@ while i + RECORD_WIDTH - 1 <= last do
       end
     end
     redis.call('ZADD', sz, 'GT', ts, sid)
+    local cust, uid = ev[i + R_CUSTOMER], ev[i + R_USER_ID]
+    if facts_on and cust ~= '' then
+      local hour = string.format('%d', math.floor(ts / HOUR_MS) * (HOUR_MS / 1000))
+      local mark = S_ACTIVITY .. hour .. S_ACTIVITY_SEP .. #cust .. S_ACTIVITY_SEP .. cust .. uid
+      if redis.call('HSETNX', sk, mark, '1') == 1 then
+        facts[#facts + 1] = cust
+        facts[#facts + 1] = cjson.encode({FACT_ACTIVITY, cust, sid, uid, hour})
+        n_activity = n_activity + 1
+      end
+    end
     local oid = ev[i + R_ORDER_ID]
     if stage == purchase_stage and oid ~= '' then
       -- Each order counts once: the first accepted event with its order_id wins.
@@ -166,6 +187,18 @@ while i + RECORD_WIDTH - 1 <= last do
         redis.call('HINCRBY', bk, B_REVENUE_C .. SEP .. cur .. SEP .. cty, rev)
         redis.call('HINCRBY', tot, T_ORDERS .. SEP .. ch .. SEP .. dev, 1)
         redis.call('HINCRBY', tot, T_REVENUE .. SEP .. cur, rev)
+        if cust == '' then
+          local day = math.floor(ts / DAY_MS) * (DAY_MS / 1000)
+          local hour = string.format('%d', math.floor(ts / HOUR_MS) * (HOUR_MS / 1000))
+          anon_days[day] = true
+          redis.call('HINCRBY', pfx .. K_ANON .. string.format('%d', day), hour, 1)
+          redis.call('HINCRBY', tot, T_ANON_ORDERS, 1)
+        elseif facts_on then
+          facts[#facts + 1] = cust
+          facts[#facts + 1] = cjson.encode(
+            {FACT_ORDER, cust, oid, ev[i + R_TS_MS], rev, cur, ch, dev, sid, uid})
+          n_orders = n_orders + 1
+        end
       end
     end
   end
@@ -176,6 +209,31 @@ redis.call('HINCRBY', tot, T_DUP, dups)
 local bz = pfx .. K_BUCKETS
 for b, _ in pairs(touched_buckets) do
   redis.call('ZADD', bz, 'NX', b, string.format('%d', b))
+end
+local anon_index = pfx .. K_ANON_DAYS
+for day, _ in pairs(anon_days) do
+  redis.call('ZADD', anon_index, 'NX', day, string.format('%d', day))
+end
+
+local outbox = {}
+if n_activity > 0 then
+  redis.call('HINCRBY', tot, T_FACTS .. SEP .. FACT_ACTIVITY, n_activity)
+end
+if n_orders > 0 then
+  redis.call('HINCRBY', tot, T_FACTS .. SEP .. FACT_ORDER, n_orders)
+end
+-- An entry's fields are the facts' positions (a stream entry is read back as a map, so the
+-- customers, which repeat, cannot be its field names); a fact's customer is its slot 2.
+for first = 1, #facts, 2 * OUTBOX_PAIRS do
+  local pairs_, fields = {}, {}
+  for j = first, math.min(#facts, first + 2 * OUTBOX_PAIRS - 1), 2 do
+    pairs_[#pairs_ + 1] = facts[j]
+    pairs_[#pairs_ + 1] = facts[j + 1]
+    fields[#fields + 1] = string.format('%d', #fields / 2)
+    fields[#fields + 1] = facts[j + 1]
+  end
+  local id = redis.call('XADD', pfx .. K_OUTBOX, '*', unpack(fields))
+  outbox[#outbox + 1] = {id, pairs_}
 end
 
 -- Event-time eviction, bounded per batch so one call never runs long.
@@ -196,8 +254,14 @@ for _, b in ipairs(old_buckets) do
   redis.call('DEL', pfx .. K_BUCKET .. b)
   redis.call('ZREM', bz, b)
 end
+local anon_horizon = '(' .. ARGV[A_ANON_HORIZON_S]
+local old_days = redis.call('ZRANGEBYSCORE', anon_index, '-inf', anon_horizon, 'LIMIT', 0, 50)
+for _, day in ipairs(old_days) do
+  redis.call('DEL', pfx .. K_ANON .. day)
+  redis.call('ZREM', anon_index, day)
+end
 
 redis.call('HSET', meta,
   M_OFFSET, ARGV[A_NEW_OFFSET], M_FP, ARGV[A_NEW_FP], M_WM, ARGV[A_WATERMARK_MS],
   M_HW, ARGV[A_HIGHWATER], M_APPLIED, ARGV[A_NOW_MS])
-return {STATUS_OK, tonumber(ARGV[A_NEW_OFFSET]), accepted, dups}
+return {STATUS_OK, tonumber(ARGV[A_NEW_OFFSET]), accepted, dups, outbox}

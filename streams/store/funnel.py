@@ -21,6 +21,7 @@ __all__ = [
     "BatchCall",
     "BucketSums",
     "FunnelStore",
+    "OutboxEntry",
     "PartitionMeta",
     "SessionLimit",
 ]
@@ -33,7 +34,11 @@ APPLY_SCRIPT = (
 
 @dataclass
 class BatchCall:
-    """The arguments of one apply_batch.lua call for one partition."""
+    """The arguments of one apply_batch.lua call for one partition.
+
+    The customer stage's call is the same (apply_customers.lua): events are its fact records
+    and bucket_horizon_s the start before which its periods are deleted.
+    """
 
     partition: int
     expected_offset: int
@@ -44,6 +49,7 @@ class BatchCall:
     now_ms: int
     session_horizon_ms: int
     bucket_horizon_s: int
+    anon_horizon_s: int = 0  # anonymous-order days older than this are deleted (epoch s)
     totals: dict[str, int] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)  # keys.EventRecord slots, flattened
 
@@ -57,6 +63,19 @@ class SessionLimit:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """One outbox entry: its stream id and the (customer, fact JSON) pairs it holds."""
+
+    partition: int
+    entry_id: bytes
+    facts: list[tuple[bytes, bytes]]
+
+
+def _pairs(flat: Sequence[Any]) -> list[tuple[bytes, bytes]]:
+    return [(_bytes(flat[j]), _bytes(flat[j + 1])) for j in range(0, len(flat) - 1, 2)]
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """The reply of one apply_batch.lua call (statuses: keys.STATUS_*)."""
 
@@ -65,16 +84,20 @@ class ApplyResult:
     accepted: int = 0
     duplicates: int = 0
     limits: dict[str, SessionLimit] = field(default_factory=dict)
+    outbox: list[OutboxEntry] = field(default_factory=list)
 
     @classmethod
-    def from_reply(cls, reply: Sequence[Any]) -> ApplyResult:
+    def from_reply(cls, reply: Sequence[Any], partition: int = -1) -> ApplyResult:
         status, offset, accepted, dups = (_text(reply[0]), *map(int, reply[1:4]))
         limits: dict[str, SessionLimit] = {}
+        outbox: list[OutboxEntry] = []
         if status == keys.STATUS_LIMIT:
             for sid, held, known in json.loads(reply[4]):
                 # cjson writes an empty list as {}.
                 limits[sid] = SessionLimit(int(held), frozenset(known or ()))
-        return cls(status, offset, accepted, dups, limits)
+        elif status == keys.STATUS_OK and len(reply) > 4:
+            outbox = [OutboxEntry(partition, _bytes(i), _pairs(flat)) for i, flat in reply[4]]
+        return cls(status, offset, accepted, dups, limits, outbox)
 
 
 @dataclass(frozen=True)
@@ -104,12 +127,22 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
 def _int(value: Any, default: int) -> int:
     return default if value is None else int(value)
 
 
 class FunnelStore:
-    """Keys of one topic's funnel state, hash-tagged by partition for Redis Cluster."""
+    """Keys of one topic's funnel state, hash-tagged by partition for Redis Cluster.
+
+    The customer stage's store (streams/store/customers.py) is this one on the customer topic,
+    with its own script: offsets, metas, totals and partitions are kept the same way.
+    """
+
+    SCRIPT = APPLY_SCRIPT
 
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self.client = client
@@ -170,6 +203,8 @@ class FunnelStore:
                 bucket_horizon_s=call.bucket_horizon_s,
                 stages=self.stages_arg,
                 session_cap=self.settings.max_events_per_session,
+                customer_facts=1 if self.settings.customer_facts else 0,
+                anon_horizon_s=call.anon_horizon_s,
                 n_totals=len(call.totals),
             )
         )
@@ -184,15 +219,18 @@ class FunnelStore:
     async def apply(self, calls: Sequence[BatchCall]) -> list[ApplyResult]:
         """One round trip: every partition's call in one pipeline. Returns their results."""
         if self._sha is None:
-            self._sha = await self.client.script_load(APPLY_SCRIPT)
+            self._sha = await self.client.script_load(self.SCRIPT)
         argvs = [self._argv(c) for c in calls]
         try:
             results = await self._run(argvs)
         except NoScriptError:
             # Redis restarted (or SCRIPT FLUSH): load the script again, once.
-            self._sha = await self.client.script_load(APPLY_SCRIPT)
+            self._sha = await self.client.script_load(self.SCRIPT)
             results = await self._run(argvs)
-        return [ApplyResult.from_reply(reply) for reply in results]
+        return [
+            ApplyResult.from_reply(reply, call.partition)
+            for reply, call in zip(results, calls, strict=True)
+        ]
 
     async def _run(self, argvs: list[list[Any]]) -> list[Any]:
         assert self._sha is not None
@@ -200,6 +238,38 @@ class FunnelStore:
             for argv in argvs:
                 pipe.evalsha(self._sha, 0, *argv)
             return list(await pipe.execute())
+
+    async def read_outbox(self, partition: int, count: int = 100) -> list[OutboxEntry]:
+        """The oldest outbox entries of a partition (facts appended, not yet published)."""
+        rows: Any = await self.client.xrange(self.prefix(partition) + keys.OUTBOX, count=count)
+        # Fields are positions, values the facts; a fact's customer is its second slot.
+        out = []
+        for entry_id, values in rows or ():
+            facts = sorted(values.items(), key=lambda kv: int(kv[0]))
+            pairs = [(json.loads(fact)[1].encode(), _bytes(fact)) for _, fact in facts]
+            out.append(OutboxEntry(partition, _bytes(entry_id), pairs))
+        return out
+
+    async def delete_outbox(self, partition: int, entry_ids: Sequence[bytes]) -> None:
+        """Delete published entries by id. Not XTRIM MINID: an older entry may be unpublished
+        yet (its worker died after the apply) while a newer one was published."""
+        if entry_ids:
+            await self.client.xdel(self.prefix(partition) + keys.OUTBOX, *entry_ids)
+
+    async def anonymous_orders(
+        self, partitions: Sequence[int], days: Sequence[int]
+    ) -> dict[int, int]:
+        """Anonymous orders per hour start (epoch s) in the given days, summed over partitions."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                for day in days:
+                    pipe.hgetall(keys.anon_key(self.prefix(p), day))
+            rows = await pipe.execute()
+        out: dict[int, int] = {}
+        for row in rows:
+            for hour, n in row.items():
+                out[int(hour)] = out.get(int(hour), 0) + int(n)
+        return out
 
     # Read side ---------------------------------------------------------------------------
 

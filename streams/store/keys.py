@@ -13,12 +13,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from streams.contract.facts import FACT_ACTIVITY, FACT_ORDER
 from streams.contract.kpis import Dimension, FunnelCounts
 
 __all__ = [
+    "ANON_DAYS",
+    "ANON_PREFIX",
     "BUCKETS",
     "BUCKET_KINDS",
     "BUCKET_PREFIX",
+    "FIELD_ANON_ORDERS",
     "FIELD_DLQ_LOST",
     "FIELD_DUPLICATES",
     "FIELD_TOPIC_RESETS",
@@ -32,6 +36,7 @@ __all__ = [
     "META_WATERMARK",
     "ORDERS",
     "ORDER_TIMES",
+    "OUTBOX",
     "SEP",
     "SESSIONS",
     "SESSION_PREFIX",
@@ -43,9 +48,11 @@ __all__ = [
     "BatchArgs",
     "EventRecord",
     "Totals",
+    "anon_key",
     "bucket_counts",
     "bucket_key",
     "lua_header",
+    "lua_header_of",
     "parse_totals",
     "partition_prefix",
     "partitions_key",
@@ -63,6 +70,11 @@ SESSION_PREFIX = "s:"  # + session_id: hash of one session's state
 SESSIONS = "sz"  # zset: sessions by newest event time (eviction)
 ORDERS = "o"  # hash: counted order_id -> ts
 ORDER_TIMES = "oz"  # zset: counted order ids by ts (eviction)
+# Customer facts appended by the script, not yet published: one entry per batch whose fields
+# are (customer, fact JSON) pairs (streams/contract/facts.py); deleted once Kafka acknowledged.
+OUTBOX = "fx"
+ANON_PREFIX = "oh:"  # + day start (epoch s): hash hour start -> anonymous orders counted in it
+ANON_DAYS = "ohz"  # zset: the days of ANON_PREFIX hashes, for retention
 
 # Fields of META.
 META_OFFSET = "offset"  # last applied Kafka offset (-1: none)
@@ -81,6 +93,8 @@ TOTAL_ORDERS = "o"  # o|<channel>|<device>
 TOTAL_REVENUE = "r"  # r|<currency>, ten-thousandths
 FIELD_TOPIC_RESETS = "topic_resets"
 FIELD_DLQ_LOST = "dlq_lost"  # rejections whose dead letter Kafka refused for good
+FIELD_ANON_ORDERS = "oa"  # counted orders without a customer
+TOTAL_FACTS = "fx"  # fx|<kind>: customer facts appended to the outbox
 
 # Kinds of bucket fields.
 BUCKET_SESSIONS = "s"  # s|<stage>|<channel>|<device>
@@ -92,7 +106,7 @@ BUCKET_REVENUE_BY_COUNTRY = "rg"  # rg|<currency>|<country>
 
 TOTAL_KINDS = frozenset(
     {TOTAL_EVENTS, FIELD_DUPLICATES, TOTAL_REJECTED, TOTAL_FUNNEL, TOTAL_ORDERS, TOTAL_REVENUE}
-    | {FIELD_TOPIC_RESETS, FIELD_DLQ_LOST}
+    | {FIELD_TOPIC_RESETS, FIELD_DLQ_LOST, FIELD_ANON_ORDERS, TOTAL_FACTS}
 )
 BUCKET_KINDS = frozenset(
     {
@@ -120,6 +134,10 @@ SESSION_SEGMENT = "g"  # "<channel>\t<device>\t<country>" of its first accepted 
 SESSION_STAGE_TIME = "t"  # t<k>: when the session reached stage k (ms)
 SESSION_EVENT = "e:"  # e:<event_id>: seen event ids
 SESSION_COUNT = "n"  # distinct events held (the cap's count)
+# a:<hour>:<len(customer)>:<customer><user_id>: the session's activity fact of that customer,
+# user and hour was emitted (the length makes ids with any characters unambiguous).
+SESSION_ACTIVITY = "a:"
+ACTIVITY_SEP = ":"
 SEGMENT_SEP = "\t"
 
 
@@ -142,10 +160,13 @@ class BatchArgs(NamedTuple):
     bucket_horizon_s: int  # buckets (epoch seconds) older than this are deleted (retention)
     stages: str  # stage names, comma separated, funnel order
     session_cap: int  # distinct events a session may hold (STOREPULSE_MAX_EVENTS_PER_SESSION)
+    customer_facts: int  # 1: append customer facts to the outbox (STOREPULSE_CUSTOMER_FACTS)
+    anon_horizon_s: int  # anonymous-order days (epoch seconds) older than this are deleted
     n_totals: int
 
 
-# Replies of apply_batch.lua: {status, stored offset, accepted, duplicates[, limits JSON]}.
+# Replies of apply_batch.lua: {status, stored offset, accepted, duplicates[, limits JSON]};
+# with STATUS_OK also {outbox entry id or '', flat list of (customer, fact JSON)}.
 STATUS_OK = "ok"
 STATUS_CONFLICT = "conflict"  # the stored offset is not the expected one: nothing written
 STATUS_LIMIT = "limit"  # events past a session's cap were not declared: nothing written
@@ -165,6 +186,8 @@ class EventRecord(NamedTuple):
     order_id: str  # '' when none
     revenue_units: str  # ten-thousandths, '' when none
     currency: str  # '' when none
+    customer: str  # account_id, else user_id, else '' (streams/contract/facts.py)
+    user_id: str  # '' when none
 
 
 def partition_prefix(topic: str, partition: int) -> str:
@@ -179,6 +202,10 @@ def partitions_key(topic: str) -> str:
 
 def bucket_key(prefix: str, bucket: int | str) -> str:
     return f"{prefix}{BUCKET_PREFIX}{bucket}"
+
+
+def anon_key(prefix: str, day: int | str) -> str:
+    return f"{prefix}{ANON_PREFIX}{day}"
 
 
 def rejected_field(reason: str) -> str:
@@ -197,6 +224,8 @@ class Totals:
     revenue_units: dict[str, int] = field(default_factory=dict)  # currency -> units
     topic_resets: int = 0
     dlq_lost: int = 0
+    anonymous_orders: int = 0
+    facts: dict[str, int] = field(default_factory=dict)  # fact kind -> appended
 
     @property
     def accounted(self) -> int:
@@ -215,6 +244,10 @@ def parse_totals(fields: Mapping[str, int]) -> Totals:
             out.topic_resets += value
         elif kind == FIELD_DLQ_LOST:
             out.dlq_lost += value
+        elif kind == FIELD_ANON_ORDERS:
+            out.anonymous_orders += value
+        elif kind == TOTAL_FACTS:
+            out.facts[rest] = out.facts.get(rest, 0) + value
         elif kind == TOTAL_EVENTS:
             out.events[rest] = out.events.get(rest, 0) + value
         elif kind == TOTAL_REJECTED:
@@ -276,6 +309,9 @@ def _lua_constants() -> dict[str, str | int]:
         "K_SESSIONS": SESSIONS,
         "K_ORDERS": ORDERS,
         "K_ORDER_TIMES": ORDER_TIMES,
+        "K_OUTBOX": OUTBOX,
+        "K_ANON": ANON_PREFIX,
+        "K_ANON_DAYS": ANON_DAYS,
         "M_OFFSET": META_OFFSET,
         "M_FP": META_FINGERPRINT,
         "M_WM": META_WATERMARK,
@@ -286,6 +322,8 @@ def _lua_constants() -> dict[str, str | int]:
         "T_FUNNEL": TOTAL_FUNNEL,
         "T_ORDERS": TOTAL_ORDERS,
         "T_REVENUE": TOTAL_REVENUE,
+        "T_ANON_ORDERS": FIELD_ANON_ORDERS,
+        "T_FACTS": TOTAL_FACTS,
         "B_SESSIONS": BUCKET_SESSIONS,
         "B_SESSIONS_C": BUCKET_SESSIONS_BY_COUNTRY,
         "B_ORDERS": BUCKET_ORDERS,
@@ -296,6 +334,14 @@ def _lua_constants() -> dict[str, str | int]:
         "S_STAGE_TIME": SESSION_STAGE_TIME,
         "S_EVENT": SESSION_EVENT,
         "S_COUNT": SESSION_COUNT,
+        "S_ACTIVITY": SESSION_ACTIVITY,
+        "S_ACTIVITY_SEP": ACTIVITY_SEP,
+        # Pairs per outbox entry: XADD's arguments stay far below Lua's 8,000-value unpack limit.
+        "OUTBOX_PAIRS": 500,
+        "FACT_ACTIVITY": FACT_ACTIVITY,
+        "FACT_ORDER": FACT_ORDER,
+        "HOUR_MS": 3_600_000,
+        "DAY_MS": 86_400_000,
         "STATUS_OK": STATUS_OK,
         "STATUS_CONFLICT": STATUS_CONFLICT,
         "STATUS_LIMIT": STATUS_LIMIT,
@@ -315,10 +361,17 @@ def _lua_constants() -> dict[str, str | int]:
 LUA_CONSTANTS = _lua_constants()
 
 
-def lua_header(extra: Iterable[tuple[str, str | int]] = ()) -> str:
-    """`local NAME = value` for every constant, prepended to apply_batch.lua when loaded."""
-    lines = ["-- generated from streams/store/keys.py: the key and field grammar"]
-    for name, value in [*LUA_CONSTANTS.items(), *extra]:
+def lua_header_of(
+    constants: Mapping[str, str | int], source: str, extra: Iterable[tuple[str, str | int]] = ()
+) -> str:
+    """`local NAME = value` lines for constants (the header of a Lua script of the store)."""
+    lines = [f"-- generated from {source}: the key and field grammar"]
+    for name, value in [*constants.items(), *extra]:
         shown = str(value) if isinstance(value, int) else _lua_string(value)
         lines.append(f"local {name} = {shown}")
     return "\n".join(lines) + "\n"
+
+
+def lua_header(extra: Iterable[tuple[str, str | int]] = ()) -> str:
+    """`local NAME = value` for every constant, prepended to apply_batch.lua when loaded."""
+    return lua_header_of(LUA_CONSTANTS, "streams/store/keys.py", extra)

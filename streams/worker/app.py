@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -20,23 +19,24 @@ from redis.exceptions import RedisError
 
 from streams.kafka import ensure_topics, faust_broker_options
 from streams.logstorm import contain_log_storms
-from streams.loop import use_event_loop
 from streams.settings import Settings
 from streams.store.client import connect, ping
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
 from streams.worker.deadletters import DeadLetterProducer
+from streams.worker.facts import FactProducer, FactSink
 from streams.worker.health import TRANSIENT
 from streams.worker.processor import BatchProcessor, Record
 
 __all__ = [
+    "EXIT_STALLED",
     "FAUST_OPTIONS",
     "StorepulseApp",
     "Transport",
     "create_app",
     "faust_options",
     "raw_topic",
-    "run_worker",
+    "wire",
 ]
 
 log = logging.getLogger("storepulse.worker")
@@ -96,9 +96,10 @@ class _ResumingConsumer(faust_aiokafka.Consumer):
         await super().perform_seek()
         app = self.app
         if isinstance(app, StorepulseApp) and app.processor is not None:
-            ours = sorted(tp.partition for tp in self.assignment() if tp.topic == app.sp.topic)
+            topic = app.source_topic
+            ours = sorted(tp.partition for tp in self.assignment() if tp.topic == topic)
             for partition, offset in (await app.processor.on_assigned(ours)).items():
-                tp = TP(app.sp.topic, partition)
+                tp = TP(topic, partition)
                 if offset < 0:
                     earliest = (await self.earliest_offsets(tp)).get(tp) or 0
                     log.info(
@@ -132,16 +133,16 @@ class _FaustConsumer:
 
     def highwater(self, partition: int) -> int | None:
         try:
-            hw = self.app.consumer.highwater(TP(self.app.sp.topic, partition))
+            hw = self.app.consumer.highwater(TP(self.app.source_topic, partition))
         except Exception:  # not fetched yet, or not assigned any more
             return None
         return None if hw is None else int(hw)
 
     async def seek(self, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(self.app.sp.topic, partition), offset)
+        await self.app.consumer.seek(TP(self.app.source_topic, partition), offset)
 
     async def seek_to_earliest(self, partition: int) -> int:
-        tp = TP(self.app.sp.topic, partition)
+        tp = TP(self.app.source_topic, partition)
         earliest = await self.app.consumer.earliest_offsets(tp)
         offset = int(earliest.get(tp, 0) or 0)
         await self.app.consumer.seek(tp, offset)
@@ -149,10 +150,25 @@ class _FaustConsumer:
 
 
 class StorepulseApp(faust.App):
-    """faust.App with a consumer that resumes partitions from the offsets kept in Redis."""
+    """faust.App with a consumer that resumes partitions from the offsets kept in Redis.
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry, **kwargs: Any) -> None:
+    The session worker (this class) and the customer stage (streams/worker/customer_app.py)
+    differ in their source topic, consumer group, metrics port and processor only.
+    """
+
+    source_topic: str  # the topic whose partitions the processor applies
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry,
+        app_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.sp = settings
+        self.source_topic = settings.topic
+        self.web_port = settings.worker_web_port
+        self.facts: FactProducer | None = None
         self.registry = registry
         self.worker_metrics = worker_metrics.create(registry)
         self.processor: BatchProcessor | None = None
@@ -164,7 +180,7 @@ class StorepulseApp(faust.App):
         self.rebalance_began: float | None = None
         # The exit status of a shutdown cut short by the watchdog: that of the stop signal.
         self.forced_exit_status = 0
-        super().__init__(settings.worker_id, **kwargs)
+        super().__init__(app_id or settings.worker_id, **kwargs)
 
     def on_rebalance_start(self) -> None:
         if self.rebalance_began is None:
@@ -187,10 +203,10 @@ class StorepulseApp(faust.App):
         # Runs before Faust starts its consumer: the processor exists by the first assignment.
         sp = self.sp
         contain_log_storms()  # Faust has set up logging by now
-        if sp.worker_web_port:
+        if self.web_port:
             # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
             self._metrics_server = start_http_server(
-                sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
+                self.web_port, addr=sp.worker_web_host, registry=self.registry
             )
         await _until_reachable(
             "kafka",
@@ -202,21 +218,30 @@ class StorepulseApp(faust.App):
         )
         self.redis = connect(sp)
         await self._check_redis()
-        self.dlq = DeadLetterProducer(sp)
+        self.dlq = DeadLetterProducer(sp, self.source_topic)
         await self.dlq.start()
-        self.processor = BatchProcessor(
-            sp, FunnelStore(self.redis, sp), self.dlq, self.worker_metrics, _FaustConsumer(self)
-        )
+        self.processor = await self.make_processor(_FaustConsumer(self))
         log.info(
             "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s, %s loop",
-            sp.worker_id,
-            sp.topic,
+            self.conf.id,
+            self.source_topic,
             sp.redis_url_shown,
             sp.dlq_topic,
-            sp.worker_web_port or "-",
+            self.web_port or "-",
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await super().on_start()
+
+    async def make_processor(self, consumer: _FaustConsumer) -> BatchProcessor:
+        """The session worker's processor; with customer facts, their producer and sink."""
+        sp, store = self.sp, FunnelStore(self.redis, self.sp)
+        sink = None
+        if sp.customer_facts:
+            self.facts = FactProducer(sp)
+            await self.facts.start()
+            sink = FactSink(store, self.facts, self.worker_metrics.facts_published_total)
+        assert self.dlq is not None
+        return BatchProcessor(sp, store, self.dlq, self.worker_metrics, consumer, facts=sink)
 
     async def _check_redis(self) -> None:
         """Say once, clearly, when Redis does not answer at start; the batches retry it anyway."""
@@ -247,6 +272,8 @@ class StorepulseApp(faust.App):
         await super().on_shutdown()
         if self.dlq is not None:
             await self.dlq.stop()
+        if self.facts is not None:
+            await self.facts.stop()
         if self.redis is not None:
             await self.redis.aclose()
         if self._metrics_server is not None:
@@ -286,15 +313,17 @@ async def _until_reachable(
             return
 
 
-def raw_topic(app: faust.App, settings: Settings) -> Any:
-    """The events topic with raw bytes keys and values: the worker validates, not Faust."""
+def raw_topic(
+    app: faust.App, settings: Settings, name: str | None = None, partitions: int | None = None
+) -> Any:
+    """The events topic (or name) with raw bytes keys and values: the worker validates them."""
     return app.topic(
-        settings.topic,
+        name or settings.topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.partitions,
+        partitions=partitions or settings.partitions,
     )
 
 
@@ -331,10 +360,15 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
     """The worker app for these settings (tests pass their own registry)."""
     app = StorepulseApp(settings, registry or CollectorRegistry(), **faust_options(settings))
-    source = raw_topic(app, settings)
+    return wire(app, raw_topic(app, settings), "storepulse.funnel")
 
-    @app.agent(source, name="storepulse.funnel")
-    async def funnel(stream: Any) -> None:
+
+def wire(app: StorepulseApp, source: Any, agent_name: str) -> StorepulseApp:
+    """The agent handing batches of source to the app's processor, and the worker's timers."""
+    settings = app.sp
+
+    @app.agent(source, name=agent_name)
+    async def batches(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
             assert app.processor is not None
             # wait=False: this batch's Redis call overlaps the next batch's validation.
@@ -368,6 +402,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await app.processor.dependencies.probe("redis", app.redis.ping)
             await app.processor.dependencies.probe("kafka", app.dlq.reachable)
             await app.processor.check_partitions()
+            await app.processor.drain_facts()  # left by a worker that died before publishing
             processor, dependencies = app.processor, app.processor.dependencies
             stalled = max(processor.stalled_for(), app.rebalancing_for())
             dependencies.set_stall(stalled, settings.stall_seconds / 3)
@@ -375,56 +410,3 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 _exit_stalled(stalled)
 
     return app
-
-
-class _Worker(faust.Worker):
-    """Faust's worker, stopped in order by SIGHUP too, and knowing which signal stopped it.
-
-    mode's Worker stops on SIGINT and SIGTERM and leaves SIGHUP at its default, which kills the
-    process on the spot: no last batch stored, no leaving the group (the partitions then wait a
-    session timeout, 6 s, for a new owner).
-    """
-
-    def __init__(self, app: StorepulseApp, status_after: Callable[[int], int], **kw: Any) -> None:
-        super().__init__(app, **kw)
-        self.storepulse = app  # self.app is typed as faust's AppT
-        self.status_after = status_after
-        self.stop_signal: int | None = None
-
-    def install_signal_handlers(self) -> None:
-        super().install_signal_handlers()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            self.loop.add_signal_handler(sig, self._stop_by, sig)
-
-    def _stop_by(self, sig: signal.Signals) -> None:
-        if self.stop_signal is None:
-            self.stop_signal = int(sig)
-            self.storepulse.forced_exit_status = self.status_after(int(sig))
-        # What faust's own SIGTERM handler does (private methods of faust's and mode's Worker):
-        # a worker still starting stops as soon as it has started; the shutdown runs once.
-        self._flag_as_shutdown_by_signal()
-        self._schedule_shutdown(sig)
-
-
-def run_worker(
-    settings: Settings,
-    loglevel: str = "info",
-    status_after: Callable[[int], int] = lambda signum: 0,
-) -> int:
-    """Run the worker in the foreground until SIGINT, SIGTERM or SIGHUP.
-
-    Returns the exit status: status_after(signal) after a stop by a signal, 1 when Faust
-    crashed, 0 when it ended by itself.
-    """
-    use_event_loop(settings.event_loop)
-    app = create_app(settings)
-    worker = _Worker(app, status_after, loglevel=loglevel, quiet=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:  # mode always leaves through sys.exit: 0, or 1 on a crash
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:
-        code = 0
-    if code == 0 and worker.stop_signal is not None:
-        return status_after(worker.stop_signal)
-    return code

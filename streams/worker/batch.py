@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streams.contract.events import EventParser, Purchase, Rejected
+from streams.contract.facts import customer_of
 from streams.contract.funnel import (
     PartitionCursor,
     StageMap,
@@ -124,6 +125,8 @@ class BatchBuilder:
                 order_id,
                 revenue,
                 currency,
+                customer_of(event.account_id, event.user_id),
+                event.user_id or "",
             )
         last = records[-1]
         wm = cursor.watermark_ms
@@ -139,6 +142,7 @@ class BatchBuilder:
             now_ms=now_ms,
             session_horizon_ms=wm - self._keep_ms,
             bucket_horizon_s=(wm - self.settings.retention_seconds * 1_000) // 1_000,
+            anon_horizon_s=(wm - self.settings.customer_retention_seconds * 1_000) // 1_000,
             totals=totals,
             events=events,
         )

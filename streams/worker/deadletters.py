@@ -123,8 +123,10 @@ def _permanent(exc: BaseException) -> bool:
 class DeadLetterProducer:
     """Publishes rejections to the dead-letter topic and waits for every acknowledgement."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, source_topic: str | None = None) -> None:
         self.settings = settings
+        # The topic the rejected messages came from: the events, or the customer facts.
+        self.source_topic = source_topic or settings.topic
         self.producer: AIOKafkaProducer | None = None
         self._logged: set[tuple[int, int]] = set()
 
@@ -159,7 +161,7 @@ class DeadLetterProducer:
         lost: list[LostDeadLetter] = []
         pending = []
         for r in rejections:
-            value = dlq_payload(r, s.topic, s.worker_id, now_ms, s.dlq_max_payload_bytes)
+            value = dlq_payload(r, self.source_topic, s.worker_id, now_ms, s.dlq_max_payload_bytes)
             try:
                 pending.append((r, await self.producer.send(s.dlq_topic, value, key=r.key)))
             except KafkaError as exc:

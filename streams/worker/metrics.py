@@ -27,6 +27,7 @@ class WorkerMetrics:
     dlq_lost_total: Counter
     retries_total: Counter
     topic_resets_total: Counter
+    facts_published_total: Counter
     up: Gauge
     stalled_seconds: Gauge
     redis_up: Gauge
@@ -78,6 +79,12 @@ def create(registry: CollectorRegistry) -> WorkerMetrics:
         topic_resets_total=Counter(
             "storepulse_worker_topic_resets_total",
             "Partitions found recreated (Redis offsets the broker no longer has).",
+            registry=registry,
+        ),
+        facts_published_total=Counter(
+            "storepulse_worker_facts_published_total",
+            "Customer facts this worker published to the customer topic and Kafka acknowledged "
+            "(at least once: facts left in an outbox by a crash are published again).",
             registry=registry,
         ),
         up=Gauge(

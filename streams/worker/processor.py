@@ -8,32 +8,23 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 from streams.contract.events import EventParser
 from streams.contract.funnel import PartitionCursor, StageMap, fingerprint
 from streams.settings import Settings
-from streams.store.funnel import ApplyResult, FunnelStore, SessionLimit
+from streams.store.funnel import ApplyResult, SessionLimit
 from streams.store.keys import FIELD_DLQ_LOST, STATUS_CONFLICT, STATUS_LIMIT
 from streams.worker.batch import BatchBuilder, Prepared, Record
 from streams.worker.deadletters import DeadLetterSink
+from streams.worker.facts import FactSink
 from streams.worker.health import Dependencies
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.progress import Progress
+from streams.worker.stage import CallBuilder, ConsumerControl, PartitionStore
 
-__all__ = ["BatchProcessor", "ConsumerControl", "Record"]
+__all__ = ["BatchProcessor", "CallBuilder", "ConsumerControl", "PartitionStore", "Record"]
 
 log = logging.getLogger("storepulse.worker")
-
-
-class ConsumerControl(Protocol):
-    """The consumer operations the processor needs (Faust's consumer in production)."""
-
-    def highwater(self, partition: int) -> int | None: ...
-
-    async def seek_to_earliest(self, partition: int) -> int: ...
-
-    async def seek(self, partition: int, offset: int) -> None: ...
 
 
 @dataclass
@@ -54,11 +45,13 @@ class BatchProcessor:
     def __init__(
         self,
         settings: Settings,
-        store: FunnelStore,
+        store: PartitionStore,
         dlq: DeadLetterSink,
         metrics: WorkerMetrics,
         consumer: ConsumerControl | None = None,
         clock: Callable[[], float] = time.time,
+        builder: CallBuilder | None = None,
+        facts: FactSink | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -66,11 +59,13 @@ class BatchProcessor:
         self.metrics = metrics
         self.consumer = consumer
         self.clock = clock
-        self.builder = BatchBuilder(
+        self.builder = builder or BatchBuilder(
             settings,
             EventParser(settings.checkout_steps, settings.max_event_bytes),
             StageMap(settings.checkout_steps),
         )
+        # The session worker's customer facts (docs/semantics.md, "Customers"); None: none.
+        self.facts = facts
         self.cursors: dict[int, PartitionCursor] = {}
         self.dependencies = Dependencies(metrics)
         self._retry = self.dependencies.retry
@@ -105,7 +100,22 @@ class BatchProcessor:
             self._awaiting.pop(p, None)
             self._hw_peak.pop(p, None)
             seeks[p] = cursor.offset
+        if self.facts is not None:
+            # Facts a worker appended and died before publishing: they go out first.
+            await self._retry("kafka", partial(self.facts.drain, list(partitions)))
         return seeks
+
+    async def drain_facts(self) -> int:
+        """Publish what the assigned partitions' outboxes still hold; returns the facts sent.
+
+        Under the lock, after the batch in flight settled: what is left then was appended by a
+        worker that stopped before publishing it (or by one that lost its partitions).
+        """
+        if self.facts is None:
+            return 0
+        async with self._lock:
+            await self._flush()
+            return await self._retry("kafka", partial(self.facts.drain, sorted(self.cursors)))
 
     # Batches -----------------------------------------------------------------------------
 
@@ -196,6 +206,11 @@ class BatchProcessor:
         started = time.perf_counter()
         results = await self._retry("redis", partial(self.store.apply, [x.call for x in prepared]))
         self.metrics.batch_apply_seconds.observe(time.perf_counter() - started)
+        entries = [entry for result in results for entry in result.outbox]
+        if entries and self.facts is not None:
+            # Acknowledged by Kafka before the batch counts as done; the outbox keeps them
+            # until then, so a crash here only means they are published again.
+            await self._retry("kafka", partial(self.facts.publish, entries))
         return results
 
     def _forget(self, partitions: Iterable[int]) -> None:
@@ -399,7 +414,7 @@ class BatchProcessor:
             "topic %s partition %d was recreated: Redis has applied up to offset %d but %s. "
             "Rule: counters keep what was counted; the partition restarts from the beginning of "
             "the new log and every new record is processed (event_id de-duplication still holds).",
-            self.settings.topic,
+            self.store.topic,
             p,
             cursor.offset,
             reason,

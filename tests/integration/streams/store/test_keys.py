@@ -36,6 +36,7 @@ async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_sett
             keys.SESSIONS: "zset",
             keys.ORDERS: "hash",
             keys.ORDER_TIMES: "zset",
+            keys.ANON_DAYS: "zset",
         }
         seen_buckets = 0
         for name in names:
@@ -49,6 +50,9 @@ async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_sett
                 assert kind == "hash"
                 for field in await client.hkeys(name):
                     assert field.decode().partition(keys.SEP)[0] in keys.BUCKET_KINDS
+            elif rest.startswith(keys.ANON_PREFIX):
+                assert kind == "hash"  # hour -> anonymous orders (no user or account here)
+                assert await client.hgetall(name) == {str(T0 // 3_600_000 * 3_600).encode(): b"1"}
             elif rest.startswith(keys.SESSION_PREFIX):
                 assert rest == keys.SESSION_PREFIX + sid and kind == "hash"
             else:

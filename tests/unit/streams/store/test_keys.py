@@ -23,6 +23,8 @@ ALLOWED_LITERALS = {
     "ZADD",
     "ZREM",
     "ZRANGEBYSCORE",
+    "XADD",
+    "*",  # XADD: Redis picks the entry id
     "GT",
     "NX",
     "LIMIT",

@@ -1,0 +1,61 @@
+"""The customer stage (`storepulse customers-worker`): the worker's app on the customer topic.
+
+The same machinery as the session worker (streams/worker/app.py): Faust at least once, batches
+split by partition, one Lua call per partition applying the facts with the partition's offset
+(apply_customers.lua), resume from the offsets in Redis on every assignment, recreated-topic
+checks, dead letters for messages that are not facts, the stall watchdog. Its own consumer group
+(STOREPULSE_WORKER_ID + "-customers"), so it scales and fails independently of the session
+worker, and its own metrics port (STOREPULSE_CUSTOMER_WORKER_WEB_PORT).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from streams.settings import Settings
+from streams.store.customers import CustomerStore
+from streams.worker.app import StorepulseApp, faust_options, raw_topic, wire
+from streams.worker.customer_batch import FactBatchBuilder
+from streams.worker.processor import BatchProcessor, ConsumerControl
+
+__all__ = ["CustomerApp", "create_customer_app", "customer_group"]
+
+
+def customer_group(settings: Settings) -> str:
+    """The customer stage's Faust app id, i.e. its Kafka consumer group."""
+    return f"{settings.worker_id}-customers"
+
+
+class CustomerApp(StorepulseApp):
+    """The worker app applying the customer topic's facts."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry, **kwargs: Any) -> None:
+        super().__init__(settings, registry, app_id=customer_group(settings), **kwargs)
+        self.source_topic = settings.customer_topic
+        self.web_port = settings.customer_worker_web_port
+
+    async def make_processor(self, consumer: ConsumerControl) -> BatchProcessor:
+        assert self.dlq is not None
+        return BatchProcessor(
+            self.sp,
+            CustomerStore(self.redis, self.sp),
+            self.dlq,
+            self.worker_metrics,
+            consumer,
+            builder=FactBatchBuilder(self.sp),
+        )
+
+
+def create_customer_app(
+    settings: Settings, registry: CollectorRegistry | None = None
+) -> CustomerApp:
+    """The customer stage's app for these settings (tests pass their own registry)."""
+    options = faust_options(settings)
+    options["datadir"] = str(settings.state_dir / "faust" / customer_group(settings))
+    options["topic_partitions"] = settings.customer_partition_count
+    app = CustomerApp(settings, registry or CollectorRegistry(), **options)
+    source = raw_topic(app, settings, settings.customer_topic, settings.customer_partition_count)
+    wire(app, source, "storepulse.customers")
+    return app

@@ -1,0 +1,104 @@
+"""One customer partition's batch prepared: facts checked, their records, the dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from streams.contract.events import Rejected
+from streams.contract.facts import ActivityFact, HistoryFact, OrderFact, parse_fact
+from streams.contract.funnel import PartitionCursor, fingerprint, segment_label
+from streams.contract.periods import period_starts
+from streams.settings import Settings
+from streams.store.customer_keys import DETAIL_SEP, FactRecord
+from streams.store.funnel import BatchCall, SessionLimit
+from streams.store.keys import rejected_field
+from streams.worker.batch import Prepared, Record
+from streams.worker.deadletters import Rejection
+
+__all__ = ["FactBatchBuilder"]
+
+
+class FactBatchBuilder:
+    """Checks each fact of a customer partition and builds the partition's Lua call.
+
+    A message that is not a fact (malformed, schema) or is not keyed by its customer (key: a
+    customer's facts must all reach one partition) is dead-lettered like a bad event. The
+    period starts of each fact are computed here, once (streams/contract/periods.py).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._retention_ms = settings.customer_retention_seconds * 1_000
+
+    def build(
+        self,
+        p: int,
+        cursor: PartitionCursor,
+        records: Sequence[Record],
+        now_ms: int,
+        highwater: int | None,
+        limits: Mapping[str, SessionLimit],
+    ) -> Prepared:
+        expected = cursor.offset
+        totals: dict[str, int] = {}
+        events: list[str] = []
+        rejections: list[Rejection] = []
+        channels, devices = self.settings.channels, self.settings.devices
+        for r in records:
+            try:
+                fact = parse_fact(r.value, r.key)
+            except Rejected as rej:
+                rejections.append(Rejection(rej.reason, rej.detail, p, r.offset, r.value, r.key))
+                name = rejected_field(rej.reason)
+                totals[name] = totals.get(name, 0) + 1
+                continue
+            if isinstance(fact, HistoryFact):
+                history = DETAIL_SEP.join((fact.orders, fact.first_order_ms, fact.last_order_ms))
+                blank = [""] * 10
+                # The slots of FactRecord: kind, customer, ten blanks, history.
+                events += [fact.kind, fact.customer, *blank, history]
+                continue
+            if isinstance(fact, ActivityFact):
+                ts = int(fact.hour) * 1_000
+                order_id = units = currency = channel = device = ""
+            else:
+                assert isinstance(fact, OrderFact)
+                ts = int(fact.ts_ms)
+                order_id, units, currency = fact.order_id, fact.revenue_units, fact.currency
+                # Bounded like the funnel's labels, whoever published the fact.
+                channel = segment_label(fact.channel, channels)
+                device = segment_label(fact.device, devices)
+            cursor.accept(ts)
+            hour, day, week, month = (str(s) for s in period_starts(ts // 1_000))
+            events += FactRecord(
+                fact.kind,
+                fact.customer,
+                order_id,
+                str(ts),
+                units,
+                currency,
+                channel,
+                device,
+                hour,
+                day,
+                week,
+                month,
+                "",
+            )
+        last = records[-1]
+        wm = cursor.watermark_ms or 0
+        call = BatchCall(
+            partition=p,
+            expected_offset=expected,
+            new_offset=last.offset,
+            new_fp=fingerprint(last.key, last.value),
+            watermark_ms=wm,
+            highwater=-1 if highwater is None else highwater,
+            now_ms=now_ms,
+            session_horizon_ms=0,
+            bucket_horizon_s=(wm - self._retention_ms) // 1_000,
+            totals=totals,
+            events=events,
+        )
+        cursor.offset, cursor.fp = call.new_offset, call.new_fp
+        return Prepared(call, list(records), rejections)

@@ -1,0 +1,94 @@
+"""Customer facts out of the session worker: the outbox entries published, acknowledged, deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+
+from streams.kafka import client_options
+from streams.settings import Settings
+from streams.store.funnel import FunnelStore, OutboxEntry
+
+__all__ = ["FactProducer", "FactSink", "FactTransport"]
+
+log = logging.getLogger("storepulse.worker")
+
+# Entries read per partition and round trip while draining (500 facts each at most).
+_DRAIN_ENTRIES = 20
+
+
+class FactTransport(Protocol):
+    """Where facts go: Kafka in production, a list in tests."""
+
+    async def send_all(self, facts: Sequence[tuple[bytes, bytes]]) -> None:
+        """Send (key, value) pairs and wait for every acknowledgement (errors raise)."""
+        ...
+
+
+class FactSink:
+    """Publishes outbox entries keyed by customer, then deletes exactly those entries.
+
+    At least once: an entry is deleted only after Kafka acknowledged every fact in it, so a
+    crash in between publishes it again (from the outbox, on the next assignment or drain);
+    the customer stage applies a fact twice with no effect (docs/semantics.md).
+    """
+
+    def __init__(
+        self, store: FunnelStore, transport: FactTransport, published: Counter | None = None
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.published = published
+
+    async def publish(self, entries: Sequence[OutboxEntry]) -> None:
+        facts = [fact for entry in entries for fact in entry.facts]
+        if facts:
+            await self.transport.send_all(facts)
+            if self.published is not None:
+                self.published.inc(len(facts))
+        by_partition: dict[int, list[bytes]] = {}
+        for entry in entries:
+            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
+        await asyncio.gather(*(self.store.delete_outbox(p, ids) for p, ids in by_partition.items()))
+
+    async def drain(self, partitions: Sequence[int]) -> int:
+        """Publish every entry the partitions' outboxes hold; returns the facts published."""
+        total = 0
+        for p in partitions:
+            while entries := await self.store.read_outbox(p, _DRAIN_ENTRIES):
+                await self.publish(entries)
+                n = sum(len(e.facts) for e in entries)
+                total += n
+                log.info("partition %d: published %d customer facts left in the outbox", p, n)
+        return total
+
+
+class FactProducer:
+    """The Kafka producer of customer facts: acks=all, keyed by customer (murmur2, like Java)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # Not idempotent (the local broker refuses it): a re-sent fact changes nothing.
+        self.producer = AIOKafkaProducer(
+            **client_options(self.settings), acks="all", enable_idempotence=False, linger_ms=5
+        )
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def send_all(self, facts: Sequence[tuple[bytes, bytes]]) -> None:
+        assert self.producer is not None, "start() first"
+        topic = self.settings.customer_topic
+        futures = [await self.producer.send(topic, value, key=key) for key, value in facts]
+        await asyncio.gather(*futures)

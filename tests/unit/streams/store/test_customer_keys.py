@@ -1,0 +1,65 @@
+"""The customer stage's grammar: apply_customers.lua spells no name, uses its whole header."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from streams.contract.periods import PERIODS
+from streams.store import customer_keys as ck
+from streams.store.customers import CUSTOMER_SCRIPT
+
+BODY = resources.files("streams.store").joinpath("apply_customers.lua").read_text()
+# Redis commands and options, number formats: nothing that names a key or a field.
+ALLOWED_LITERALS = {
+    "HGET",
+    "HSET",
+    "HEXISTS",
+    "HINCRBY",
+    "SADD",
+    "SREM",
+    "ZADD",
+    "ZRANGE",
+    "ZREM",
+    "ZRANGEBYSCORE",
+    "UNLINK",
+    "NX",
+    "LIMIT",
+    "-inf",
+    "(",
+    "-1",
+}
+
+
+def _code(text: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
+def test_the_script_spells_no_key_or_field_name() -> None:
+    literals = set(re.findall(r"'((?:[^'\\]|\\.)*)'", _code(BODY)))
+    assert literals <= ALLOWED_LITERALS, literals - ALLOWED_LITERALS
+    assert '"' not in _code(BODY)
+
+
+def test_every_constant_of_the_header_is_used_and_every_used_one_is_defined() -> None:
+    code = _code(BODY)
+    for name in ck.LUA_CONSTANTS:
+        assert re.search(rf"\b{name}\b", code), f"{name} is defined but the script never uses it"
+    used = set(re.findall(r"\b((?:K|M|T|P|V|C|O|A|R|G)_[A-Z_0-9]+)\b", code))
+    assert used <= set(ck.LUA_CONSTANTS), used - set(ck.LUA_CONSTANTS)
+
+
+def test_the_loaded_script_is_the_header_then_the_body() -> None:
+    assert ck.lua_header() + BODY == CUSTOMER_SCRIPT
+    assert f"local RECORD_WIDTH = {len(ck.FactRecord._fields)}" in CUSTOMER_SCRIPT
+    # The four period slots follow each other in PERIODS order: the script indexes them so.
+    slots = [ck.FactRecord._fields.index(p) for p in PERIODS]
+    assert slots == list(range(slots[0], slots[0] + len(PERIODS)))
+    assert ck.LUA_CONSTANTS["COHORT_FROM"] == 2  # day, week, month
+
+
+def test_key_forms() -> None:
+    assert ck.period_key("sp:{c/1}:", ck.ACTIVE, "week", 1_795_046_400) == (
+        "sp:{c/1}:pa:w:1795046400"
+    )
+    assert ck.period_key("p:", ck.COHORT_VALUES, "month", 0) == "p:cv:m:0"
