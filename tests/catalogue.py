@@ -16,9 +16,12 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Metric
 
+from streams.contract.periods import PERIODS
+from streams.exporter.customer_metrics import CurrentPeriod, CustomerSnapshot, customer_families
 from streams.exporter.metrics import families as exporter_metric_families
 from streams.exporter.snapshot import Snapshot
 from streams.settings import Settings
+from streams.store.customers import PeriodSums
 from streams.store.funnel import PartitionMeta
 from streams.worker import metrics as worker_metrics
 from tests.harness import PROJECT_DIR
@@ -125,10 +128,28 @@ def rich_snapshot(settings: Settings) -> Snapshot:
     )
 
 
+def rich_customer_snapshot(settings: Settings) -> CustomerSnapshot:
+    """A customer snapshot in which every customer family has samples."""
+    n = 4 * settings.min_sample
+    sums = PeriodSums(active=n, ordering=n, new=1, retained=n // 2, counts={"o": n, "rp": 1})
+    meta = PartitionMeta(partition=0, offset=9, watermark_ms=0, highwater=12, applied_ms=0)
+    return CustomerSnapshot(
+        totals={"o|new": 1, "r|EUR": 10_000, "fx|a": 1},
+        metas=[meta],
+        periods={p: CurrentPeriod(0, sums, sums, 1) for p in PERIODS},
+    )
+
+
 def exporter_families(settings: Settings | None = None) -> Families:
     """What the exporter serves, from streams.exporter.metrics.families (no Redis)."""
     settings = settings or Settings()
-    return from_metrics(exporter_metric_families(rich_snapshot(settings), settings))
+    snapshot = rich_snapshot(settings)
+    return from_metrics(
+        [
+            *exporter_metric_families(snapshot, settings),
+            *customer_families(rich_customer_snapshot(settings), snapshot.totals, settings),
+        ]
+    )
 
 
 # docs/metrics.md -----------------------------------------------------------------------------

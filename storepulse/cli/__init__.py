@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
     bench,
+    customers,
+    customers_worker,
     demo,
     exporter,
     generate,
@@ -38,7 +40,19 @@ Every subcommand reads its configuration from STOREPULSE_* environment variables
 
 # In the order `storepulse --help` lists them. Each module's register() adds its subcommand;
 # it imports only argparse-level things, the work is imported by its handler.
-COMMANDS = (stack, demo, worker, kpis, exporter, generate, replay, bench, rules)
+COMMANDS = (
+    stack,
+    demo,
+    worker,
+    customers_worker,
+    kpis,
+    customers,
+    exporter,
+    generate,
+    replay,
+    bench,
+    rules,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

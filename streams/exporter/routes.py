@@ -18,11 +18,14 @@ from streams.contract.kpis import Dimension
 from streams.contract.times import parse_instant_ms, whole_seconds
 from streams.exporter.alerts import AlertBook, WebhookError, alerts_response
 from streams.exporter.cache import SingleFlightCache
+from streams.exporter.customer_metrics import CustomerCollector, CustomerReader
+from streams.exporter.customers import CustomerRoutes
 from streams.exporter.metrics import create
 from streams.exporter.snapshot import Snapshot, SnapshotReader, SnapshotUnavailable
 from streams.query.kpis import kpi_report
 from streams.query.window import range_ending_now
 from streams.settings import Settings
+from streams.store.customers import CustomerStore
 from streams.store.funnel import FunnelStore
 
 __all__ = ["DEFAULT_WINDOW", "MAX_RANGE_BUCKETS", "Response", "Routes"]
@@ -41,6 +44,7 @@ _ASSETS = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/customers.js": ("customers.js", "text/javascript; charset=utf-8"),
 }
 
 
@@ -72,6 +76,7 @@ class Routes:
         alerts: AlertBook,
         ping: Callable[[], Awaitable[object]],
         alertmanager_url: str | None = None,
+        customers: CustomerStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +85,9 @@ class Routes:
         self.alerts = alerts
         self.ping = ping
         self.alertmanager_url = alertmanager_url
+        customers = customers or CustomerStore(store.client, settings)
+        self.customers = CustomerRoutes(settings, customers, store, cache, reader.clock)
+        self.customer_reader = CustomerReader(customers)
 
     async def handle(
         self, method: str, target: str, accept: str | None = None, body: bytes = b""
@@ -106,6 +114,9 @@ class Routes:
             return await self._metrics(accept)
         if path == "/api/kpis":
             return await self._kpis(parts.query)
+        if path in {"/api/customers", "/api/cohorts"}:
+            answer = self.customers.report if path == "/api/customers" else self.customers.cohorts
+            return _json(*await answer(parts.query))
         if path == "/api/alerts":
             return _json(200, alerts_response(self.alerts, self.alertmanager_url))
         if path == "/healthz":
@@ -135,9 +146,13 @@ class Routes:
 
         async def render() -> Response:
             snapshot = await self.snapshot()
+            customers = await self.customer_reader.read(
+                snapshot.end_s, [m.partition for m in snapshot.metas]
+            )
             # A collector per scrape over that snapshot, and the process's own metrics.
             registry = CollectorRegistry()
             create(registry, lambda: snapshot, self.settings)
+            CustomerCollector.register(registry, customers, snapshot.totals, self.settings)
             ProcessCollector(registry=registry)
             return Response(200, content_type, encoder(registry))
 

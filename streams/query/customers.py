@@ -138,7 +138,7 @@ async def customer_report(
     # P-1 of the first row is read too, even before `from` (retention and growth need it).
     sums, hours = await asyncio.gather(
         customers.period_sums(cparts, period, [previous_start(period, first), *starts]),
-        funnel.anonymous_orders(fparts, days),
+        customers.anonymous_orders(fparts, days),
     )
     rows = []
     before = sums[previous_start(period, first)]

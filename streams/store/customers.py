@@ -77,6 +77,12 @@ class CustomerStore(FunnelStore):
 
     # Read side ---------------------------------------------------------------------------
 
+    async def anonymous_orders(
+        self, partitions: Sequence[int], days: Sequence[int]
+    ) -> dict[int, int]:
+        """The session worker's anonymous orders per hour (its keys, on the events topic)."""
+        return await FunnelStore(self.client, self.settings).anonymous_orders(partitions, days)
+
     async def period_sums(
         self, partitions: Sequence[int], period: Period, starts: Sequence[int]
     ) -> dict[int, PeriodSums]:

@@ -18,6 +18,7 @@ from streams.query.kpis import kpi_report
 from streams.settings import Settings
 from streams.store.client import connect
 from streams.store.funnel import BucketSums, FunnelStore, PartitionMeta
+from tests.unit.streams.customer_double import MemoryCustomers
 from tests.unit.streams.metas import NOW, meta
 
 END = int(NOW)  # the window end of the data below: the newest complete bucket ends at NOW
@@ -129,6 +130,7 @@ def routes(settings: Settings, store: MemoryStore, monotonic: Clock) -> Routes:
         SingleFlightCache(1.0, clock=monotonic),
         AlertBook(),
         ping,
+        customers=MemoryCustomers(),  # type: ignore[arg-type]
     )
 
 
@@ -415,7 +417,7 @@ async def test_other_methods_are_405(routes: Routes, method: str, path: str) -> 
 
 
 async def test_without_redis_metrics_kpis_and_health_are_503_the_board_loads(down: Routes) -> None:
-    for path in ("/metrics", "/healthz", "/api/kpis?window=1h"):
+    for path in ("/metrics", "/healthz", "/api/kpis?window=1h", "/api/customers", "/api/cohorts"):
         response = await down.handle("GET", path)
         assert response.status == 503, path
         assert response.content_type == "text/plain; charset=utf-8"
