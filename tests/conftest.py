@@ -70,6 +70,8 @@ def make_settings(
             "redis_url": redis_url,
             "topic": topic,
             "dlq_topic": f"{topic}.dlq",
+            "customer_topic": f"{topic}.customers",
+            "customer_worker_web_port": harness.free_port(),
             "partitions": 3,
             "state_dir": tmp_path / "state",
             "worker_id": harness.unique("worker"),

@@ -153,12 +153,15 @@ async def consume_all(
 
 
 class Worker:
-    """`storepulse worker` as a child process with its own log, killable like a crash."""
+    """`storepulse worker` (or `customers-worker`) as a child process with its own log,
+    killable like a crash."""
 
-    def __init__(self, settings: Settings, run_dir: Path, name: str = "worker") -> None:
+    def __init__(
+        self, settings: Settings, run_dir: Path, name: str = "worker", command: str = "worker"
+    ) -> None:
         spec = ProcessSpec(
             name=name,
-            argv=[*STOREPULSE, "worker"],
+            argv=[*STOREPULSE, command],
             ready=lambda: True,
             address=settings.kafka_bootstrap,
             env=env_for(settings),

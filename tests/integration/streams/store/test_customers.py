@@ -308,3 +308,72 @@ async def test_the_examples_of_the_issue(make_settings) -> None:
         assert_same(got, reference_reports(Reference(evs, history)))
     finally:
         await client.aclose()
+
+
+class FailingOnce(CollectingTransport):
+    """Kafka that dies on the first send: the batch was applied, its facts not published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def send_all(self, facts: Sequence[tuple[bytes, bytes]]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("the worker dies here")
+        await super().send_all(facts)
+
+
+async def test_facts_left_in_the_outbox_by_a_crash_are_published_on_assignment(
+    make_settings,
+) -> None:
+    s = customer_settings(make_settings)
+    client = connect(s)
+    try:
+        await client.flushdb()
+        funnel = FunnelStore(client, s)
+
+        def processor(transport: CollectingTransport) -> BatchProcessor:
+            return BatchProcessor(
+                s,
+                funnel,
+                CollectingDLQ(),
+                metrics.create(CollectorRegistry()),
+                clock=lambda: NOW_MS / 1000,
+                facts=FactSink(funnel, transport),
+            )
+
+        evs = [
+            event("visit", "e1", "s1", NOW_MS - 60_000, user_id="u-1"),
+            event("purchase", "e2", "s1", NOW_MS - 50_000, user_id="u-1", order_id="o-1"),
+        ]
+        dying = FailingOnce()
+        try:
+            await processor(dying).process(
+                [Record(0, i, b"s1", dumps(e)) for i, e in enumerate(evs)]
+            )
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the publish did not fail")
+        left = await funnel.read_outbox(0)
+        assert [len(e.facts) for e in left] == [2] and dying.sent == []
+        # A newer entry published and deleted leaves the older, unpublished one in place.
+        later = CollectingTransport()
+        second = processor(later)
+        second.facts = None  # on_assigned would drain first; this shows XDEL's precision
+        await second.on_assigned([0])
+        second.facts = FactSink(funnel, later)
+        more = event("visit", "e3", "s2", NOW_MS - 40_000, user_id="u-2")
+        await second.process([Record(0, 2, b"s2", dumps(more))])
+        assert [json.loads(v)[1] for _, v in later.sent] == ["u-2"]
+        assert [e.entry_id for e in await funnel.read_outbox(0)] == [left[0].entry_id]
+        # The next owner publishes what is left when it is assigned the partition.
+        heir = CollectingTransport()
+        await processor(heir).on_assigned([0])
+        assert heir.sent == left[0].facts
+        assert [json.loads(v)[0] for k, v in heir.sent] == ["a", "o"]
+        assert all(k == b"u-1" for k, _ in heir.sent)
+        assert await funnel.read_outbox(0) == []
+    finally:
+        await client.aclose()
