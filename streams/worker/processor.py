@@ -24,6 +24,8 @@ from streams.worker.progress import Progress
 __all__ = ["BatchProcessor", "ConsumerControl", "Record"]
 
 log = logging.getLogger("storepulse.worker")
+# An awaited offset not delivered after this long is sought again (see _repeat_seeks).
+REPEAT_SEEK_SECONDS = 1.0
 
 
 class ConsumerControl(Protocol):
@@ -82,6 +84,8 @@ class BatchProcessor:
         self._inflight: _InFlight | None = None
         # Partition -> offset the consumer was sent back to; other records wait for it.
         self._awaiting: dict[int, int] = {}
+        # Partition -> when the consumer was last sent to its awaited offset (monotonic).
+        self._sent_at: dict[int, float] = {}
         self.progress = Progress()
         # Partition -> sessions the script found at their cap (STATUS_LIMIT), for the redo.
         self._limits: dict[int, dict[str, SessionLimit]] = {}
@@ -330,10 +334,35 @@ class BatchProcessor:
                     cursor.offset,
                 )
                 self._hw_peak[p] = hw
-                self._awaiting[p] = cursor.offset
-                await self.consumer.seek(p, cursor.offset)
+                await self._send_back(p, cursor.offset)
                 sent_back.append(p)
+            await self._repeat_seeks()
         return sent_back
+
+    async def _send_back(self, p: int, offset: int) -> None:
+        """Seek p to offset; records before it are dropped until the consumer delivers it."""
+        assert self.consumer is not None
+        self._awaiting[p] = offset
+        self._sent_at[p] = time.monotonic()
+        await self.consumer.seek(p, offset)
+
+    async def _repeat_seeks(self) -> None:
+        """Seek again where an awaited offset has not come within a second.
+
+        Faust drops a fetched record below its read offset. A seek resets that offset, but when
+        it happens while Faust still hands out the rest of an earlier fetch (our agent seeks
+        from inside a batch), those records move the read offset back past the seek target and
+        everything the seek brings is dropped: the partition would wait forever. Seeking again
+        once that fetch is drained ends it (seen after a broker restart under the worker).
+        """
+        assert self.consumer is not None
+        now = time.monotonic()
+        for p, offset in list(self._awaiting.items()):
+            if self.consumer.highwater(p) is None:
+                continue  # not fetched here (not assigned any more): nothing to drop
+            if now - self._sent_at.get(p, 0.0) >= REPEAT_SEEK_SECONDS:
+                log.info("partition %d: offset %d not delivered yet; seeking again", p, offset)
+                await self._send_back(p, offset)
 
     async def check_partitions(self) -> None:
         """Find recreated topics while no record arrives.
@@ -409,6 +438,6 @@ class BatchProcessor:
         self.cursors[p] = PartitionCursor(watermark_ms=None)
         self._hw_peak.pop(p, None)
         if self.consumer is not None:
-            self._awaiting[p] = await self.consumer.seek_to_earliest(p)
+            await self._send_back(p, await self.consumer.seek_to_earliest(p))
             return False
         return True
