@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 
 from streams.settings import Settings
@@ -10,10 +11,25 @@ from streams.settings import Settings
 __all__ = ["register"]
 
 
+# Open connections the exporter may hold (its Limits.max_connections is 1,000): the soft
+# limit of file descriptors is raised towards this, never above the hard limit.
+_WANTED_FDS = 4_096
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _WANTED_FDS if hard == resource.RLIM_INFINITY else min(_WANTED_FDS, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
     from storepulse.cli.signals import wait_for_stop
     from streams.exporter import Exporter
+    from streams.loop import use_event_loop
 
+    use_event_loop(settings.event_loop)
+    _raise_fd_limit()
     exporter = Exporter(
         settings,
         host=args.host,
