@@ -49,7 +49,8 @@ def _exporter_lines(results: dict[str, Any]) -> list[str]:
         f"{results['exporter_cpu_us_per_request'] or 0:,.0f} µs/request "
         f"({results['exporter_cpu_cores'] or 0:.2f} cores); worker meanwhile: p99 latency "
         f"{results['exporter_worker_p99_latency_s'] or 0:.3f} s, consumer lag at most "
-        f"{results['exporter_worker_max_lag_messages'] or 0:,} messages"
+        f"{results['exporter_worker_max_lag_messages'] or 0:,} messages (before the clients: "
+        f"{results.get('exporter_worker_max_lag_before_messages') or 0:,})"
     )
     return lines
 

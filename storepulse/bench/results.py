@@ -53,6 +53,10 @@ def exporter_figures(bench: Bench, variant: Variant) -> dict[str, Any]:
         "exporter_worker_p50_latency_s": q.get("p50"),
         "exporter_worker_p99_latency_s": q.get("p99"),
         "exporter_worker_max_lag_messages": load.get("worker_lag_messages", {}).get("max"),
+        # The same in the seconds before the clients started: what the machine alone costs.
+        "exporter_worker_max_lag_before_messages": load.get("worker_lag_messages", {}).get(
+            "before_max"
+        ),
         "exporter_load": load,
     }
     return out

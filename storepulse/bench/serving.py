@@ -22,6 +22,7 @@ from streams.store.funnel import FunnelStore
 
 __all__ = [
     "CLIENT_WARM_UP_S",
+    "CONTROL_S",
     "EXPORTER_PATHS",
     "LAG_SAMPLE_S",
     "WARM_S",
@@ -31,9 +32,10 @@ __all__ = [
 
 # What Prometheus scrapes and what the board polls, under the names of the results.
 EXPORTER_PATHS = {"metrics": "/metrics", "kpis": "/api/kpis?window=15m"}
-# After the exporter answers, the feed runs this long before the clients start, so the
-# windows hold data and the worker is past its first batches.
-WARM_S = 2.0
+# The feed runs this long before the clients start: the windows hold data, and the worker's
+# lag in the last CONTROL_S of it is the control the lag under load is compared with.
+WARM_S = 5.0
+CONTROL_S = 3.0
 # The clients' own warm-up, unmeasured (connections open, the exporter's answers prepared).
 CLIENT_WARM_UP_S = 1.0
 # How often the worker's consumer lag is read from Redis while the clients run.
@@ -88,14 +90,15 @@ async def serve_under_load(bench: Bench, settings: Settings, url: str) -> dict[s
     exporter = bench.exporters[url]
     client = connect(settings)
     store = FunnelStore(client, settings)
-    lags: list[int] = []
+    lags: list[tuple[float, int]] = []  # (monotonic time, lag)
     sampling = True
 
     async def sample() -> None:
         while sampling:
-            lags.append(await _lag(store))
+            lags.append((time.monotonic(), await _lag(store)))
             await asyncio.sleep(LAG_SAMPLE_S)
 
+    sampler = asyncio.create_task(sample())
     try:
         await asyncio.sleep(WARM_S)
         pace = (
@@ -105,7 +108,6 @@ async def serve_under_load(bench: Bench, settings: Settings, url: str) -> dict[s
         )
         clients = opts.exporter_clients
         bench.say(f"exporter: {clients} clients for {opts.exporter_seconds:g}s, {pace}")
-        sampler = asyncio.create_task(sample())
         cpu0, wall0 = process_cpu_seconds(exporter.pid) or 0.0, time.monotonic()
         out = await bench.run_cli(
             settings,
@@ -125,12 +127,11 @@ async def serve_under_load(bench: Bench, settings: Settings, url: str) -> dict[s
             module="storepulse.bench.load",
         )
         cpu1, wall1 = process_cpu_seconds(exporter.pid) or 0.0, time.monotonic()
-        sampling = False
-        await sampler
         if not exporter.running():
             raise BenchError(f"the exporter {exporter.exit_text()}:\n{exporter.log_tail(40)}")
     finally:
         sampling = False
+        await asyncio.gather(sampler, return_exceptions=True)
         await client.aclose()
     figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     requests = max(1, int(figures["requests"]) + int(figures["errors"]))
@@ -142,10 +143,15 @@ async def serve_under_load(bench: Bench, settings: Settings, url: str) -> dict[s
     figures["client_cpu_cores"] = round(
         float(figures["client_cpu_s"]) / max(wall1 - wall0, 1e-9), 2
     )
+    # Under load: from the clients' warm-up to their end; the control: the seconds before.
+    during = [lag for at, lag in lags if wall0 <= at <= wall1]
+    before = [lag for at, lag in lags if wall0 - CONTROL_S <= at < wall0]
     figures["worker_lag_messages"] = {
-        "samples": len(lags),
-        "max": max(lags, default=0),
-        "mean": round(sum(lags) / len(lags), 1) if lags else 0.0,
+        "samples": len(during),
+        "max": max(during, default=0),
+        "mean": round(sum(during) / len(during), 1) if during else 0.0,
+        "before_max": max(before, default=0),
+        "before_mean": round(sum(before) / len(before), 1) if before else 0.0,
     }
     bench.say(
         f"exporter: {figures['requests_per_s']:,.0f} requests/s, p99 {figures['p99_s']:.3f}s, "

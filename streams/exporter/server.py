@@ -224,8 +224,9 @@ class Exporter:
 
     The HTTP loop thread runs aiohttp, the routes and the cache; the Redis loop thread reads
     Redis and renders what it read. Parsing a scrape's ~70,000 Redis replies in pure Python
-    takes ~100 ms of CPU; on its own thread it never holds up an answer by more than the
-    interpreter's 5 ms switch interval, instead of stalling every request meanwhile.
+    takes ~100 ms of CPU; on its own thread it holds up an answer by no more than the
+    interpreter's switch interval (`storepulse exporter` sets 1 ms), instead of stalling
+    every request meanwhile.
 
     Stateless apart from the 1 s cache and the webhook alerts, so several exporters may serve
     the same Redis. start() and stop() are explicit and synchronous (the CLI and tests call
