@@ -126,7 +126,7 @@ def _epoch_s(text: str) -> int:
 
 
 class Routes:
-    """Every route of the exporter, on the asyncio loop that owns the Redis client."""
+    """Every route of the exporter, on one asyncio loop; Redis is read through `offload`."""
 
     def __init__(
         self,
@@ -177,7 +177,10 @@ class Routes:
         only by the route that needs it, after the webhook's authentication.
         """
         try:
-            parts = urlsplit(target)
+            try:
+                parts = urlsplit(target)
+            except ValueError as exc:  # e.g. "http://[::1" as an absolute target
+                return _json(400, {"error": f"bad request target: {exc}"})
             if parts.path == "/api/alerts" and method == "POST":
                 return await self._post_alerts(body, content_type, authorization)
             return await self._route(method, parts.path, parts.query, accept)

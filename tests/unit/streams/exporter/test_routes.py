@@ -585,6 +585,12 @@ async def test_the_board_assets(
     assert needle in response.body
 
 
+async def test_a_target_that_is_not_a_url_is_a_400(routes: Routes) -> None:
+    response = await routes.handle("GET", "http://[::1/metrics")
+    assert response.status == 400
+    assert body(response)["error"].startswith("bad request target: ")
+
+
 @pytest.mark.parametrize("path", ["/nope", "/api", "/api/kpis/", "/metrics/x", "/board/app.js"])
 async def test_unknown_paths_are_404(routes: Routes, path: str) -> None:
     response = await routes.handle("GET", path)
