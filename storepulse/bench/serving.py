@@ -34,8 +34,8 @@ __all__ = [
 EXPORTER_PATHS = {"metrics": "/metrics", "kpis": "/api/kpis?window=15m"}
 # The feed runs this long before the clients start: the windows hold data, and the worker's
 # lag in the last CONTROL_S of it is the control the lag under load is compared with.
-WARM_S = 5.0
-CONTROL_S = 3.0
+WARM_S = 8.0
+CONTROL_S = 5.0  # from 3 s into the feed: the generator's start (~1.5 s) is left out
 # The clients' own warm-up, unmeasured (connections open, the exporter's answers prepared).
 CLIENT_WARM_UP_S = 1.0
 # How often the worker's consumer lag is read from Redis while the clients run.
