@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def write_short_rules(run_dir: Path) -> Path:
     return path
 
 
-class WebhookReceiver:
+class WebhookReceiver(harness.LocalHTTP):
     """A tiny HTTP server recording every Alertmanager webhook body it receives."""
 
     def __init__(self) -> None:
@@ -97,18 +97,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> WebhookReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(Handler, "/hook")
 
     def alerts(self, name: str | None = None) -> list[dict[str, Any]]:
         with self.lock:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
@@ -24,6 +23,7 @@ from tests.integration.streams.exporter.test_exporter import (
 
 __all__ = ["hour_end"]  # the fixture, shared with test_exporter
 
+from tests import harness
 from tests.harness import PROJECT_DIR as ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -168,7 +168,7 @@ async function forge(exporter, fingerprint) {
 </script>"""
 
 
-class EvilSite:
+class EvilSite(harness.LocalHTTP):
     """A one-page web server on another port of localhost: another origin than the exporter."""
 
     def __init__(self) -> None:
@@ -183,18 +183,7 @@ class EvilSite:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> EvilSite:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(Handler, "/")
 
 
 def test_a_page_on_another_origin_cannot_forge_or_clear_the_boards_alerts(
