@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+# The shortest webhook token accepted (STOREPULSE_WEBHOOK_TOKEN).
+MIN_TOKEN_LENGTH = 16
 
 
 def _split(value: object) -> object:
@@ -167,7 +169,8 @@ class Settings(BaseSettings):
         description="no progress with data to read, or one rebalance, this long: exit 3",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
-        "uvloop", description="event loop of the worker and the generator (asyncio: fallback)"
+        "uvloop",
+        description="event loop of the worker, the exporter and the generator (asyncio: fallback)",
     )
 
     # Customers (docs/semantics.md, "Customers")
@@ -194,6 +197,11 @@ class Settings(BaseSettings):
     min_sample: int = Field(
         20, ge=1, description="ratios with a smaller denominator are not exported"
     )
+    webhook_token: SecretStr | None = Field(
+        None,
+        description="bearer token Alertmanager must send to the exporter's POST /api/alerts "
+        "(secret, 16+ characters); unset: the webhook is off",
+    )
 
     # Local stack
     state_dir: Path = Field(Path(".storepulse"), description="local stack pid files, logs, data")
@@ -219,6 +227,31 @@ class Settings(BaseSettings):
         if clash:
             raise ValueError(f"checkout steps may not be named {', '.join(clash)}")
         return steps
+
+    @field_validator("webhook_token", mode="before")
+    @classmethod
+    def _token_empty_is_unset(cls, value: object) -> object:
+        # `STOREPULSE_WEBHOOK_TOKEN=` (an empty line in an env file) turns the webhook off; it
+        # must never make "Bearer " with an empty token a valid credential.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        # 16 characters: a guessable word is refused; `openssl rand -base64 32` gives 44. The
+        # token travels in an HTTP header: no spaces or control characters.
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. openssl rand -base64 32)"
+            )
+        if not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("must be printable ASCII without spaces")
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod

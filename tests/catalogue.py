@@ -18,6 +18,7 @@ from prometheus_client.registry import Metric
 
 from streams.contract.periods import PERIODS
 from streams.exporter.customer_metrics import CurrentPeriod, CustomerSnapshot, customer_families
+from streams.exporter.metrics import ExporterStats, stats_families
 from streams.exporter.metrics import families as exporter_metric_families
 from streams.exporter.snapshot import Snapshot
 from streams.settings import Settings
@@ -141,13 +142,15 @@ def rich_customer_snapshot(settings: Settings) -> CustomerSnapshot:
 
 
 def exporter_families(settings: Settings | None = None) -> Families:
-    """What the exporter serves, from streams.exporter.metrics.families (no Redis)."""
+    """What the exporter serves, from streams.exporter.metrics (no Redis): the families of a
+    snapshot and the exporter process's own counters."""
     settings = settings or Settings()
     snapshot = rich_snapshot(settings)
     return from_metrics(
         [
             *exporter_metric_families(snapshot, settings),
             *customer_families(rich_customer_snapshot(settings), snapshot.totals, settings),
+            *stats_families(ExporterStats(), 0),
         ]
     )
 

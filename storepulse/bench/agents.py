@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from storepulse.bench.quantiles import quantile
 from streams.loop import use_event_loop
 from streams.redact import install_log_redaction
 from streams.settings import Settings, load_settings
@@ -48,15 +49,6 @@ _TICK_S = 0.05
 def naive_key(topic: str, partition: int) -> str:
     """The naive agent's per-partition counter hash: event type (or reject label) -> count."""
     return f"bench:naive:{{{topic}/{partition}}}"
-
-
-def quantile(sorted_values: Any, q: float) -> float:
-    """Nearest-rank quantile of an ascending sequence (no interpolation: a real sample)."""
-    n = len(sorted_values)
-    if n == 0:
-        return 0.0
-    rank = min(n - 1, max(0, int(q * n + 0.999999999) - 1))
-    return float(sorted_values[rank])
 
 
 def latency_summary(values: Any) -> dict[str, float]:

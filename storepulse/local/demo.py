@@ -39,7 +39,16 @@ def demo_processes(
         gen += ["--duration", str(duration)]
     specs = [
         ProcessSpec(f"{DEMO_PREFIX}worker", _cli("worker"), lambda: True, "worker"),
-        ProcessSpec(f"{DEMO_PREFIX}exporter", _cli("exporter"), http_ready(url), url),
+        # The board reads the stack's Alertmanager itself: it works with or without the
+        # webhook (STOREPULSE_WEBHOOK_TOKEN), and shows what Alertmanager shows.
+        ProcessSpec(
+            f"{DEMO_PREFIX}exporter",
+            _cli(
+                "exporter", "--alertmanager-url", f"http://127.0.0.1:{settings.alertmanager_port}"
+            ),
+            http_ready(url),
+            url,
+        ),
         ProcessSpec(f"{DEMO_PREFIX}generator", _cli(*gen), lambda: True, "kafka"),
     ]
     return [ManagedProcess(spec, settings.state_dir) for spec in specs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -198,13 +199,30 @@ class LocalStack:
                 worker_targets=[f"{s.worker_web_host}:{s.worker_web_port}"],
             )
         )
-        am_cfg.write_text(render_alertmanager_config(f"{s.exporter_url}/api/alerts"))
+        am_cfg.write_text(self._alertmanager_config(am_cfg.parent))
         return [
             broker_spec(kafka_host, kafka_port),
             redis_spec(redis_host, redis_port, state / "redis", s.redis_secret),
             prometheus_spec(s.prometheus_port, prom_cfg, state / "prometheus" / "data"),
             alertmanager_spec(s.alertmanager_port, am_cfg, state / "alertmanager" / "data"),
         ]
+
+    def _alertmanager_config(self, directory: Path) -> str:
+        """With STOREPULSE_WEBHOOK_TOKEN, Alertmanager posts to the exporter's webhook with it
+        (from a file only root can read); without, it posts nowhere and the exporter reads
+        Alertmanager's API (`storepulse demo` passes --alertmanager-url)."""
+        token_file = directory / "webhook-token"
+        token = self.settings.webhook_token
+        if token is None:
+            token_file.unlink(missing_ok=True)
+            return render_alertmanager_config(None)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token.get_secret_value())
+        token_file.chmod(0o600)  # also when the file was there before with other bits
+        return render_alertmanager_config(
+            f"{self.settings.exporter_url}/api/alerts", credentials_file=str(token_file.resolve())
+        )
 
     def processes(self) -> list[ManagedProcess]:
         return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]

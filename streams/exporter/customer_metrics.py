@@ -50,7 +50,9 @@ class CustomerSnapshot:
 
 class CustomerReader:
     """Reads a CustomerSnapshot for a funnel snapshot: 3 round trips (partitions, totals and
-    metas and anonymous orders, then the two periods of each granularity)."""
+    metas and anonymous orders, then the two periods of each granularity). Commands: 1 +
+    customer partitions x (1 + 3 + 40) + funnel partitions x the days of the current week and
+    month so far (37 at most)."""
 
     def __init__(self, customers: CustomerStore) -> None:
         self.customers = customers
@@ -58,8 +60,9 @@ class CustomerReader:
     async def read(self, end_s: int, funnel_partitions: Sequence[int]) -> CustomerSnapshot:
         cparts = await self.customers.partitions()
         starts = {p: period_start(p, end_s - 1) for p in PERIODS}
-        month = starts["month"]
-        days = list(range(month, next_start("month", month), _DAY))
+        # The days of the current week and month so far (a week can start in the month before).
+        first = min(starts["week"], starts["month"])
+        days = list(range(first, starts["day"] + _DAY, _DAY))
         totals, metas, hours = await asyncio.gather(
             self.customers.totals(cparts),
             self.customers.metas(cparts),

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs
 
 from streams.contract.periods import COHORT_PERIODS, PERIODS, Period, next_start, period_start
 from streams.contract.times import parse_instant_ms
-from streams.exporter.cache import SingleFlightCache
 from streams.query.customers import MAX_PERIODS, cohort_report, current_start, customer_report
 from streams.settings import Settings
 from streams.store.customers import CustomerStore
@@ -29,20 +28,18 @@ def _period(query: Mapping[str, str], allowed: tuple[Period, ...]) -> Period:
 
 
 class CustomerRoutes:
-    """The two customer routes; the board polls them, so identical queries share one read."""
+    """The two customer routes (routes.py caches them and runs them where Redis is read)."""
 
     def __init__(
         self,
         settings: Settings,
         customers: CustomerStore,
         funnel: FunnelStore,
-        cache: SingleFlightCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.customers = customers
         self.funnel = funnel
-        self.cache = cache
         self.clock = clock
 
     async def _range(
@@ -74,12 +71,6 @@ class CustomerRoutes:
         return start, next_start(period, current)
 
     async def report(self, raw_query: str) -> Answer:
-        return await self.cache.get(("customers", raw_query), lambda: self._report(raw_query))
-
-    async def cohorts(self, raw_query: str) -> Answer:
-        return await self.cache.get(("cohorts", raw_query), lambda: self._cohorts(raw_query))
-
-    async def _report(self, raw_query: str) -> Answer:
         query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
         try:
             period = _period(query, PERIODS)
@@ -91,7 +82,7 @@ class CustomerRoutes:
             return 400, {"error": str(exc)}
         return 200, body
 
-    async def _cohorts(self, raw_query: str) -> Answer:
+    async def cohorts(self, raw_query: str) -> Answer:
         query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
         try:
             period = _period(query, COHORT_PERIODS)

@@ -406,7 +406,7 @@ def wire(app: StorepulseApp, source: Any, agent_name: str) -> StorepulseApp:
             processor, dependencies = app.processor, app.processor.dependencies
             stalled = max(processor.stalled_for(), app.rebalancing_for())
             dependencies.set_stall(stalled, settings.stall_seconds / 3)
-            if stalled >= settings.stall_seconds and dependencies.reachable:
+            if dependencies.must_exit(stalled, settings.stall_seconds):
                 _exit_stalled(stalled)
 
     return app

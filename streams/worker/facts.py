@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from streams.kafka import client_options
 from streams.settings import Settings
-from streams.store.funnel import FunnelStore, OutboxEntry
+from streams.store.funnel import ApplyResult, FunnelStore, OutboxEntry
 
 __all__ = ["FactProducer", "FactSink", "FactTransport"]
 
@@ -55,6 +55,13 @@ class FactSink:
         for entry in entries:
             by_partition.setdefault(entry.partition, []).append(entry.entry_id)
         await asyncio.gather(*(self.store.delete_outbox(p, ids) for p, ids in by_partition.items()))
+
+    async def publish_results(self, results: Sequence[ApplyResult]) -> None:
+        """Publish the outbox entries of applied batches. The outbox keeps them until Kafka
+        acknowledged them, so a crash before that only means they are published again."""
+        entries = [entry for result in results for entry in result.outbox]
+        if entries:
+            await self.publish(entries)
 
     async def drain(self, partitions: Sequence[int]) -> int:
         """Publish every entry the partitions' outboxes hold; returns the facts published."""

@@ -50,6 +50,10 @@ class Dependencies:
         self._healthy["progressing"] = seconds < down_after
         self._publish()
 
+    def must_exit(self, stalled: float, limit: float) -> bool:
+        """A stall past the limit that no unreachable dependency explains: exit for a restart."""
+        return stalled >= limit and self.reachable
+
     @property
     def reachable(self) -> bool:
         """Both dependencies answered their last call: a stall is then not explained by them."""

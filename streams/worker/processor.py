@@ -25,6 +25,8 @@ from streams.worker.stage import CallBuilder, ConsumerControl, PartitionStore
 __all__ = ["BatchProcessor", "CallBuilder", "ConsumerControl", "PartitionStore", "Record"]
 
 log = logging.getLogger("storepulse.worker")
+# An awaited offset not delivered after this long is sought again (see _repeat_seeks).
+REPEAT_SEEK_SECONDS = 1.0
 
 
 @dataclass
@@ -64,8 +66,7 @@ class BatchProcessor:
             EventParser(settings.checkout_steps, settings.max_event_bytes),
             StageMap(settings.checkout_steps),
         )
-        # The session worker's customer facts (docs/semantics.md, "Customers"); None: none.
-        self.facts = facts
+        self.facts = facts  # the customer facts out (docs/semantics.md, Customers); None: none
         self.cursors: dict[int, PartitionCursor] = {}
         self.dependencies = Dependencies(metrics)
         self._retry = self.dependencies.retry
@@ -77,6 +78,8 @@ class BatchProcessor:
         self._inflight: _InFlight | None = None
         # Partition -> offset the consumer was sent back to; other records wait for it.
         self._awaiting: dict[int, int] = {}
+        # Partition -> when the consumer was last sent to its awaited offset (monotonic).
+        self._sent_at: dict[int, float] = {}
         self.progress = Progress()
         # Partition -> sessions the script found at their cap (STATUS_LIMIT), for the redo.
         self._limits: dict[int, dict[str, SessionLimit]] = {}
@@ -100,17 +103,13 @@ class BatchProcessor:
             self._awaiting.pop(p, None)
             self._hw_peak.pop(p, None)
             seeks[p] = cursor.offset
-        if self.facts is not None:
-            # Facts a worker appended and died before publishing: they go out first.
+        if self.facts is not None:  # facts of a worker that died before publishing go first
             await self._retry("kafka", partial(self.facts.drain, list(partitions)))
         return seeks
 
     async def drain_facts(self) -> int:
-        """Publish what the assigned partitions' outboxes still hold; returns the facts sent.
-
-        Under the lock, after the batch in flight settled: what is left then was appended by a
-        worker that stopped before publishing it (or by one that lost its partitions).
-        """
+        """Publish what the outboxes hold once the batch in flight settled (left by a worker
+        that stopped before publishing, or lost its partitions); returns the facts sent."""
         if self.facts is None:
             return 0
         async with self._lock:
@@ -206,11 +205,8 @@ class BatchProcessor:
         started = time.perf_counter()
         results = await self._retry("redis", partial(self.store.apply, [x.call for x in prepared]))
         self.metrics.batch_apply_seconds.observe(time.perf_counter() - started)
-        entries = [entry for result in results for entry in result.outbox]
-        if entries and self.facts is not None:
-            # Acknowledged by Kafka before the batch counts as done; the outbox keeps them
-            # until then, so a crash here only means they are published again.
-            await self._retry("kafka", partial(self.facts.publish, entries))
+        if self.facts is not None:  # acknowledged before the batch counts as done (FactSink)
+            await self._retry("kafka", partial(self.facts.publish_results, results))
         return results
 
     def _forget(self, partitions: Iterable[int]) -> None:
@@ -345,10 +341,35 @@ class BatchProcessor:
                     cursor.offset,
                 )
                 self._hw_peak[p] = hw
-                self._awaiting[p] = cursor.offset
-                await self.consumer.seek(p, cursor.offset)
+                await self._send_back(p, cursor.offset)
                 sent_back.append(p)
+            await self._repeat_seeks()
         return sent_back
+
+    async def _send_back(self, p: int, offset: int) -> None:
+        """Seek p to offset; records before it are dropped until the consumer delivers it."""
+        assert self.consumer is not None
+        self._awaiting[p] = offset
+        self._sent_at[p] = time.monotonic()
+        await self.consumer.seek(p, offset)
+
+    async def _repeat_seeks(self) -> None:
+        """Seek again where an awaited offset has not come within a second.
+
+        Faust drops a fetched record below its read offset. A seek resets that offset, but when
+        it happens while Faust still hands out the rest of an earlier fetch (our agent seeks
+        from inside a batch), those records move the read offset back past the seek target and
+        everything the seek brings is dropped: the partition would wait forever. Seeking again
+        once that fetch is drained ends it (seen after a broker restart under the worker).
+        """
+        assert self.consumer is not None
+        now = time.monotonic()
+        for p, offset in list(self._awaiting.items()):
+            if self.consumer.highwater(p) is None:
+                continue  # not fetched here (not assigned any more): nothing to drop
+            if now - self._sent_at.get(p, 0.0) >= REPEAT_SEEK_SECONDS:
+                log.info("partition %d: offset %d not delivered yet; seeking again", p, offset)
+                await self._send_back(p, offset)
 
     async def check_partitions(self) -> None:
         """Find recreated topics while no record arrives.
@@ -424,6 +445,6 @@ class BatchProcessor:
         self.cursors[p] = PartitionCursor(watermark_ms=None)
         self._hw_peak.pop(p, None)
         if self.consumer is not None:
-            self._awaiting[p] = await self.consumer.seek_to_earliest(p)
+            await self._send_back(p, await self.consumer.seek_to_earliest(p))
             return False
         return True

@@ -175,3 +175,23 @@ def test_several_errors_in_one_line_and_secrets_never_quoted(
     assert len(info.value.problems) == 3
     for secret in ("s3cr", "kafka-s3cret", ":pw@"):
         assert secret not in text
+
+
+def test_the_webhook_token_is_a_secret_of_16_characters_or_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().webhook_token is None
+    monkeypatch.setenv("STOREPULSE_WEBHOOK_TOKEN", "")  # an empty line of an env file: off
+    assert load_settings().webhook_token is None
+    monkeypatch.setenv("STOREPULSE_WEBHOOK_TOKEN", "s3cret-s3cret-s3cret")
+    s = load_settings()
+    assert s.webhook_token is not None
+    assert s.webhook_token.get_secret_value() == "s3cret-s3cret-s3cret"
+    assert "s3cret" not in repr(s)
+    for bad, needle in (("hunter2", "at least 16 characters"), ("with a space " * 2, "ASCII")):
+        monkeypatch.setenv("STOREPULSE_WEBHOOK_TOKEN", bad)
+        with pytest.raises(SettingsError) as info:
+            load_settings()
+        assert "STOREPULSE_WEBHOOK_TOKEN" in str(info.value)
+        assert needle in str(info.value)
+        assert bad not in str(info.value)  # the refused value is not shown

@@ -120,10 +120,15 @@ def get(url: str, timeout: float = 10) -> tuple[int, str, bytes]:
             return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
-def post(url: str, data: object) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        url, json.dumps(data).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
+# The webhook's bearer token in these tests (settings webhook_token, Alertmanager's config).
+WEBHOOK_TOKEN = "exporter-tests-webhook-token"
+
+
+def post(url: str, data: object, token: str | None = WEBHOOK_TOKEN) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, json.dumps(data).encode(), headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.load(resp)
@@ -258,9 +263,17 @@ def test_a_scrape_costs_the_same_redis_commands_for_180_or_7200_sessions(
     finally:
         counter.close()
     assert costs["small"] == costs["large"]
+    # No customer stage ran: its partitions (1), then the anonymous orders of the days of the
+    # current week and month so far (one hash per funnel partition and day).
+    starts = {
+        p: value(samples, "storepulse_period_start_timestamp_seconds", period=p)
+        for p in ("day", "week", "month")
+    }
+    days = int(starts["day"] - min(starts["week"], starts["month"])) // 86_400 + 1
+    assert 1 <= days <= 37
     # partitions + totals + metas (3 x 3 partitions) + bucket ids (3 slices x 3 partitions) +
     # 60 buckets x 3 partitions, plus our INFO: the layout's count, never the sessions'.
-    assert costs["small"] == 1 + 3 + 3 + 9 + 180 + 1
+    assert costs["small"] == 1 + 3 + 3 + 9 + 180 + 1 + 1 + 3 * days
 
 
 async def test_api_kpis_serves_the_json_of_storepulse_kpis(
@@ -289,7 +302,7 @@ async def test_api_kpis_serves_the_json_of_storepulse_kpis(
 
 
 def test_api_alerts_keeps_what_alertmanager_says_is_firing(make_settings, exporter_for) -> None:
-    url = exporter_for(make_settings()).url + "/api/alerts"
+    url = exporter_for(make_settings(webhook_token=WEBHOOK_TOKEN)).url + "/api/alerts"
     firing = {
         "status": "firing",
         "labels": {"alertname": "ConversionDrop", "severity": "warning"},
@@ -297,7 +310,13 @@ def test_api_alerts_keeps_what_alertmanager_says_is_firing(make_settings, export
         "startsAt": "2026-11-22T12:00:00Z",
         "fingerprint": "c0ffee",
     }
-    assert post(url, {"version": "4", "alerts": [firing]}) == (200, {"status": "ok", "firing": 1})
+    assert post(url, {"version": "4", "alerts": [firing]}) == (
+        200,
+        {"status": "ok", "firing": 1, "dropped": 0},
+    )
+    # Without the token, or with another one, nothing is taken.
+    assert post(url, {"version": "4", "alerts": [firing | {"fingerprint": "f"}]}, None)[0] == 401
+    assert post(url, {"version": "4", "alerts": [firing]}, "not-the-token-at-all")[0] == 401
     answer = json.loads(get(url)[2])
     assert answer["source"] == "webhook"
     assert [(a["name"], a["annotations"]["summary"]) for a in answer["alerts"]] == [
