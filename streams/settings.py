@@ -125,7 +125,17 @@ class Settings(BaseSettings):
         300, ge=0, description="events newer than now plus this are rejected future"
     )
     session_timeout_seconds: int = Field(
-        1_800, ge=60, description="session state is kept lateness + this after its last event"
+        1_800,
+        ge=60,
+        description="a session ends this long after its last event (its state is kept the "
+        "allowed lateness longer)",
+    )
+    recovery_window_seconds: int = Field(
+        7 * 86_400,
+        ge=60,
+        le=400 * 86_400,
+        description="an abandoned cart is recovered by its customer's first order this long "
+        "after its end; abandoned carts are listed this long",
     )
     retention_seconds: int = Field(
         7 * 86_400, ge=3_600, description="bucket counters are kept this long (event time)"

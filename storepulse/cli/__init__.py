@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
     bench,
+    carts,
     customers,
     customers_worker,
     demo,
@@ -46,6 +47,7 @@ COMMANDS = (
     worker,
     customers_worker,
     kpis,
+    carts,
     customers,
     exporter,
     generate,

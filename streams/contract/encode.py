@@ -8,13 +8,21 @@ from typing import get_args
 
 from pydantic import BaseModel
 
-from streams.contract.events import AddToCart, CheckoutStep, EventType, Purchase, Visit
+from streams.contract.events import (
+    AddToCart,
+    CheckoutStep,
+    EventType,
+    Purchase,
+    RemoveFromCart,
+    Visit,
+)
 
 __all__ = ["EVENT_FIELDS", "REQUIRED_FIELDS", "event_line"]
 
 _MODELS: dict[str, type[BaseModel]] = {
     "visit": Visit,
     "add_to_cart": AddToCart,
+    "remove_from_cart": RemoveFromCart,
     "checkout_step": CheckoutStep,
     "purchase": Purchase,
 }

@@ -26,6 +26,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_TS_MS",
     "AddToCart",
+    "AnyEvent",
     "CheckoutStep",
     "Event",
     "EventParser",
@@ -33,13 +34,14 @@ __all__ = [
     "Purchase",
     "RejectReason",
     "Rejected",
+    "RemoveFromCart",
     "Visit",
     "event_json_schema",
     "parse_ts",
 ]
 
 DEFAULT_CHECKOUT_STEPS: tuple[str, ...] = ("shipping", "payment", "review")
-EventType = Literal["visit", "add_to_cart", "checkout_step", "purchase"]
+EventType = Literal["visit", "add_to_cart", "remove_from_cart", "checkout_step", "purchase"]
 # In the order the worker checks them: the first that applies is the reason (docs/semantics.md).
 RejectReason = Literal["malformed", "schema", "key", "future", "late", "session_limit"]
 
@@ -124,6 +126,18 @@ class AddToCart(_Base):
     currency: Currency
 
 
+class RemoveFromCart(_Base):
+    """Items taken out of the basket: not a funnel stage, it lowers the cart's value.
+
+    The sku's quantity goes down by ``quantity``, never below zero; a removal of a sku the
+    cart does not hold does nothing (docs/semantics.md, "Sessions and carts").
+    """
+
+    type: Literal["remove_from_cart"]
+    sku: Id
+    quantity: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+
+
 class CheckoutStep(_Base):
     """A checkout step passed; ``step`` is one of the configured steps."""
 
@@ -150,7 +164,8 @@ class Purchase(_Base):
     currency: Currency
 
 
-Event = Annotated[Visit | AddToCart | CheckoutStep | Purchase, Field(discriminator="type")]
+AnyEvent = Visit | AddToCart | RemoveFromCart | CheckoutStep | Purchase
+Event = Annotated[AnyEvent, Field(discriminator="type")]
 
 # Errors at the top level that mean "this is not a JSON object at all".
 _MALFORMED = frozenset({"json_invalid", "json_type", "dict_type", "model_attributes_type"})
@@ -181,10 +196,10 @@ class EventParser:
     ) -> None:
         self.checkout_steps = tuple(checkout_steps)
         self.max_bytes = max_bytes
-        self._adapter: TypeAdapter[Visit | AddToCart | CheckoutStep | Purchase] = TypeAdapter(Event)
+        self._adapter: TypeAdapter[AnyEvent] = TypeAdapter(Event)
         self._context = {"checkout_steps": self.checkout_steps}
 
-    def parse(self, raw: bytes | None) -> Visit | AddToCart | CheckoutStep | Purchase:
+    def parse(self, raw: bytes | None) -> AnyEvent:
         """The validated event, or Rejected("malformed" | "schema", detail)."""
         if not raw:
             raise Rejected("malformed", "empty message")
@@ -198,7 +213,7 @@ class EventParser:
                 raise Rejected("malformed", f"not a JSON object: {errors[0]['msg']}") from None
             raise Rejected("schema", _describe(exc)) from None
 
-    def parse_obj(self, obj: Any) -> Visit | AddToCart | CheckoutStep | Purchase:
+    def parse_obj(self, obj: Any) -> AnyEvent:
         """Validate an already decoded object (tests, producers)."""
         try:
             return self._adapter.validate_python(obj, context=self._context)

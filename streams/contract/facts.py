@@ -12,10 +12,17 @@ names the kind (docs/semantics.md, "Customers"):
   session_id, user_id]`: a counted order of the customer (the funnel's first accepted
   purchase of the order id), revenue in ten-thousandths, the session's segment;
 - history `["h", customer, orders, first_order_ms, last_order_ms]`: what the shop knew of the
-  customer before tracking began (a later one replaces it).
+  customer before tracking began (a later one replaces it);
+- cart `["k", customer, session_id, version, end_ms, channel, device, country]`: the session
+  ended as an abandoned cart of the customer at `end_ms`, with the session's segment; with
+  `end_ms` (and the segment) empty, it is not (any more) an abandoned cart of this customer.
+  `version` counts the session's cart facts (streams/store/apply_batch.lua): the customer stage
+  keeps the highest version of each (customer, session), so a late or re-sent older one
+  changes nothing (docs/semantics.md, "Sessions and carts").
 
 A fact's id is what it says: its kind, customer and (activity) session, user and hour, (order)
-order id, (history) nothing else; applying one twice changes nothing.
+order id, (history) nothing else, (cart) session and version; applying one twice changes
+nothing.
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ from streams.contract.times import MAX_TS_MS
 
 __all__ = [
     "FACT_ACTIVITY",
+    "FACT_CART",
     "FACT_HISTORY",
     "FACT_KINDS",
     "FACT_ORDER",
     "ActivityFact",
     "AnyFact",
+    "CartFact",
     "HistoryFact",
     "OrderFact",
     "customer_of",
@@ -43,12 +52,20 @@ __all__ = [
 FACT_ACTIVITY = "a"
 FACT_ORDER = "o"
 FACT_HISTORY = "h"
-FACT_KINDS = {FACT_ACTIVITY: "activity", FACT_ORDER: "order", FACT_HISTORY: "history"}
+FACT_CART = "k"
+FACT_KINDS = {
+    FACT_ACTIVITY: "activity",
+    FACT_ORDER: "order",
+    FACT_HISTORY: "history",
+    FACT_CART: "cart",
+}
 
 _HOUR_S = 3_600
 # 12 integer digits and 4 decimals (the contract's money) in ten-thousandths.
 _MAX_UNITS_DIGITS = 16
 _MAX_ORDERS = 10**9
+# A session's end is its last event plus the session timeout (a day at most, in practice).
+_MAX_TIMEOUT_MS = 400 * 86_400_000
 
 
 class ActivityFact(NamedTuple):
@@ -80,11 +97,23 @@ class HistoryFact(NamedTuple):
     last_order_ms: str
 
 
-AnyFact = ActivityFact | OrderFact | HistoryFact
-_SHAPES: dict[str, type[ActivityFact] | type[OrderFact] | type[HistoryFact]] = {
+class CartFact(NamedTuple):
+    kind: str
+    customer: str
+    session_id: str
+    version: str  # 1, 2, ...: the session's cart facts in the order they were decided
+    end_ms: str  # '' : withdrawn (not an abandoned cart of this customer)
+    channel: str  # '' when withdrawn, like device and country
+    device: str
+    country: str
+
+
+AnyFact = ActivityFact | OrderFact | HistoryFact | CartFact
+_SHAPES: dict[str, type[ActivityFact] | type[OrderFact] | type[HistoryFact] | type[CartFact]] = {
     FACT_ACTIVITY: ActivityFact,
     FACT_ORDER: OrderFact,
     FACT_HISTORY: HistoryFact,
+    FACT_CART: CartFact,
 }
 
 
@@ -144,6 +173,18 @@ def parse_fact(raw: bytes | None, key: bytes | None) -> AnyFact:
         for name in ("channel", "device"):
             if not 0 < len(getattr(fact, name)) <= 64:
                 raise Rejected("schema", f"{name} must have 1 to 64 characters")
+    elif isinstance(fact, CartFact):
+        _id(fact.session_id, "session_id")
+        if _digits(fact.version, "version", 15) < 1:
+            raise Rejected("schema", "version must be at least 1")
+        if fact.end_ms:
+            if _digits(fact.end_ms, "end_ms", 15) > MAX_TS_MS + _MAX_TIMEOUT_MS:
+                raise Rejected("schema", "end_ms is after 9999-12-31")
+            for name in ("channel", "device", "country"):
+                if not 0 < len(getattr(fact, name)) <= 64:
+                    raise Rejected("schema", f"{name} must have 1 to 64 characters")
+        elif fact.channel or fact.device or fact.country:
+            raise Rejected("schema", "a withdrawn cart has no segment")
     else:
         orders = _digits(fact.orders, "orders", 10)
         first = _digits(fact.first_order_ms, "first_order_ms", 15)

@@ -6,9 +6,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streams.contract.events import AddToCart, CheckoutStep, Purchase, RejectReason, Visit
+from streams.contract.events import AddToCart, AnyEvent, CheckoutStep, RejectReason, Visit
 
 __all__ = [
+    "NO_STAGE",
     "RESERVED_STAGES",
     "AnyEvent",
     "PartitionCursor",
@@ -20,8 +21,9 @@ __all__ = [
     "segment_label",
 ]
 
-AnyEvent = Visit | AddToCart | CheckoutStep | Purchase
 
+# The stage index of an event that reaches no stage (remove_from_cart).
+NO_STAGE = -1
 # Stage names the funnel uses itself; a checkout step may not reuse them.
 RESERVED_STAGES = frozenset({"visit", "cart", "purchase"})
 
@@ -54,12 +56,15 @@ class StageMap:
         self.purchase = len(self.stages) - 1
 
     def index(self, event: AnyEvent) -> int:
+        """The stage the event reaches; NO_STAGE for a removal (not a funnel stage)."""
         if isinstance(event, Visit):
             return 0
         if isinstance(event, AddToCart):
             return 1
         if isinstance(event, CheckoutStep):
             return self._step_index[event.step]
+        if event.type == "remove_from_cart":
+            return NO_STAGE
         return self.purchase
 
 

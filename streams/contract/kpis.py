@@ -12,13 +12,30 @@ __all__ = [
     "Dimension",
     "FunnelCounts",
     "FunnelRatios",
+    "SessionCounts",
     "complement",
     "funnel_ratios",
     "kpi_record",
     "ratio",
+    "session_record",
 ]
 
 Dimension = Literal["channel", "device", "country"]
+
+
+@dataclass
+class SessionCounts:
+    """Ended-session and cart figures of a range of buckets, both stages summed (money: units)."""
+
+    ended: int = 0
+    bounces: int = 0
+    session_ms: int = 0
+    pages: int = 0
+    abandoned: int = 0
+    abandoned_units: dict[str, int] = field(default_factory=dict)  # currency -> units
+    recovered: int = 0  # in the bucket of the recovering order
+    recovered_units: dict[str, int] = field(default_factory=dict)
+    recovered_of_abandoned: int = 0  # carts recovered, in the bucket of the cart's end
 
 
 @dataclass
@@ -63,6 +80,39 @@ def funnel_ratios(
             stages[k]: complement(got[k + 1], got[k], min_sample) for k in range(1, len(stages) - 1)
         },
     )
+
+
+def _money_keys(units: Mapping[str, int]) -> tuple[str | None, dict[str, str]]:
+    """One amount (null with several currencies, "0.00" with none) and the amounts by currency.
+
+    Only currencies with an amount count: a figure taken back (a cart that became an order)
+    leaves its currency's field at 0, which is no money in that currency.
+    """
+    by_currency = {c: money_text(units_to_money(units[c])) for c in sorted(units) if units[c]}
+    if len(by_currency) > 1:
+        return None, by_currency
+    return next(iter(by_currency.values()), "0.00"), by_currency
+
+
+def session_record(counts: SessionCounts) -> dict[str, Any]:
+    """The ended-session and cart keys of `storepulse kpis --json` (docs/semantics.md)."""
+    n = counts.ended
+    abandoned_value, abandoned_by = _money_keys(counts.abandoned_units)
+    recovered_revenue, recovered_by = _money_keys(counts.recovered_units)
+    return {
+        "ended_sessions": n,
+        "bounces": counts.bounces,
+        "bounce_rate": ratio(counts.bounces, n),
+        "average_session_seconds": None if n == 0 else counts.session_ms / 1000 / n,
+        "pages_per_session": ratio(counts.pages, n),
+        "abandoned_carts": counts.abandoned,
+        "abandoned_value": abandoned_value,
+        "recovered_carts": counts.recovered,
+        "recovered_revenue": recovered_revenue,
+        "cart_recovery_rate": ratio(counts.recovered_of_abandoned, counts.abandoned),
+        "abandoned_value_by_currency": abandoned_by,
+        "recovered_revenue_by_currency": recovered_by,
+    }
 
 
 def kpi_record(counts: FunnelCounts, stages: Sequence[str]) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from streams.contract.kpis import Dimension, FunnelCounts, kpi_record
+from streams.contract.kpis import Dimension, FunnelCounts, SessionCounts, kpi_record, session_record
 from streams.contract.times import iso
 from streams.settings import Settings
+from streams.store.customers import CustomerStore
 from streams.store.funnel import FunnelStore
 from streams.store.keys import bucket_counts
+from streams.store.session_keys import session_counts
 
 __all__ = ["kpi_report", "render_table"]
 
@@ -16,20 +19,31 @@ __all__ = ["kpi_report", "render_table"]
 async def kpi_report(
     store: FunnelStore, settings: Settings, from_s: int, to_s: int, by: Dimension | None = None
 ) -> dict[str, Any]:
-    """The exact KPIs of buckets b with from_s <= b < to_s (`storepulse kpis --json`)."""
-    sums = await store.bucket_sums(from_s, to_s)
+    """The exact KPIs of buckets b with from_s <= b < to_s (`storepulse kpis --json`).
+
+    Ended sessions and abandoned carts come from the session worker's buckets, recoveries from
+    the customer stage's (the same bucket grid, on the customer topic's partitions).
+    """
+    recoveries = CustomerStore(store.client, settings)
+    sums, recovered = await asyncio.gather(
+        store.bucket_sums(from_s, to_s), recoveries.bucket_sums(from_s, to_s)
+    )
     head: dict[str, Any] = {
         "from": iso(from_s),
         "to": iso(to_s),
         "bucket_seconds": settings.bucket_seconds,
     }
     groups = bucket_counts(sums.fields, by)
+    sessions = session_counts({**sums.fields, **recovered.fields}, by)
+
+    def record(name: str) -> dict[str, Any]:
+        funnel = kpi_record(groups.get(name, FunnelCounts()), settings.stages)
+        return funnel | session_record(sessions.get(name, SessionCounts()))
+
     if by is None:
-        return head | kpi_record(groups.get("all", FunnelCounts()), settings.stages)
-    return head | {
-        "by": by,
-        "groups": {name: kpi_record(groups[name], settings.stages) for name in sorted(groups)},
-    }
+        return head | record("all")
+    names = sorted(set(groups) | set(sessions))
+    return head | {"by": by, "groups": {name: record(name) for name in names}}
 
 
 def _pct(value: float | None) -> str:
@@ -50,6 +64,16 @@ def render_table(report: dict[str, Any], stages: tuple[str, ...]) -> str:
     for step in stages[1:-1]:
         rows.append((f"drop-off {step}", [_pct(g["step_dropoff"][step]) for g in groups.values()]))
     rows.append(("avg order value", [_aov_cell(g) for g in groups.values()]))
+    cells = list(groups.values())
+    rows.append(("ended sessions", [str(g["ended_sessions"]) for g in cells]))
+    rows.append(("bounce rate", [_pct(g["bounce_rate"]) for g in cells]))
+    rows.append(("avg session (s)", [_number(g["average_session_seconds"]) for g in cells]))
+    rows.append(("pages per session", [_number(g["pages_per_session"]) for g in cells]))
+    rows.append(("abandoned carts", [str(g["abandoned_carts"]) for g in cells]))
+    rows.append(("value at risk", [_amount(g, "abandoned_value") for g in cells]))
+    rows.append(("recovered carts", [str(g["recovered_carts"]) for g in cells]))
+    rows.append(("recovered revenue", [_amount(g, "recovered_revenue") for g in cells]))
+    rows.append(("cart recovery rate", [_pct(g["cart_recovery_rate"]) for g in cells]))
     width = max(len(label) for label, _ in rows) + 2
     cols = [max(len(n), *(len(cells[i]) for _, cells in rows)) + 2 for i, n in enumerate(names)]
     lines = [
@@ -61,6 +85,16 @@ def render_table(report: dict[str, Any], stages: tuple[str, ...]) -> str:
             label.ljust(width) + "".join(v.rjust(c) for v, c in zip(cells, cols, strict=True))
         )
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _amount(group: dict[str, Any], key: str) -> str:
+    if group[key] is not None:
+        return str(group[key])
+    return " ".join(f"{v} {c}" for c, v in group[f"{key}_by_currency"].items())
 
 
 def _money_cell(group: dict[str, Any]) -> str:

@@ -18,6 +18,11 @@
 -- returned, so the worker publishes them without reading the outbox (docs/semantics.md).
 -- Anonymous orders are counted per hour (K_ANON), for the customer reports.
 --
+-- Sessions in event time (sessions.lua, loaded in front of this text): track() per accepted
+-- event, end_sessions() after the batch ends the sessions whose end (last ts + the session
+-- timeout) is below the new watermark, adds their figures to the bucket of their end, lists
+-- abandoned carts and emits cart facts (one per change) with the other facts.
+--
 -- Returns {status, stored offset, accepted, duplicates[, limits]}; with STATUS_OK also
 -- {{outbox entry id, {customer, fact, ...}}, ...}, one entry per OUTBOX_PAIRS facts. STATUS_CONFLICT: the stored
 -- offset is not the expected one (another worker applied meanwhile). STATUS_LIMIT: an event
@@ -109,7 +114,6 @@ local function count_stage(ts, stage, ch, dev, cty, by)
   redis.call('HINCRBY', bk, B_SESSIONS_C .. SEP .. stage .. SEP .. cty, by)
 end
 
-local sz = pfx .. K_SESSIONS
 local orders = pfx .. K_ORDERS
 local oz = pfx .. K_ORDER_TIMES
 local accepted, dups = 0, 0
@@ -163,7 +167,7 @@ while i + RECORD_WIDTH - 1 <= last do
         break
       end
     end
-    redis.call('ZADD', sz, 'GT', ts, sid)
+    track(pfx, sk, sid, ev, i, ts, stage)
     local cust, uid = ev[i + R_CUSTOMER], ev[i + R_USER_ID]
     if facts_on and cust ~= '' then
       local hour = string.format('%d', math.floor(ts / HOUR_MS) * (HOUR_MS / 1000))
@@ -179,6 +183,7 @@ while i + RECORD_WIDTH - 1 <= last do
       -- Each order counts once: the first accepted event with its order_id wins.
       if redis.call('HSETNX', orders, oid, ts) == 1 then
         redis.call('ZADD', oz, ts, oid)
+        redis.call('HINCRBY', sk, SK.ORDERS, 1)
         local rev, cur = ev[i + R_REVENUE_UNITS], ev[i + R_CURRENCY]
         local bk = bucket_key(ts)
         redis.call('HINCRBY', bk, B_ORDERS .. SEP .. cur .. SEP .. ch .. SEP .. dev, 1)
@@ -215,6 +220,15 @@ for day, _ in pairs(anon_days) do
   redis.call('ZADD', anon_index, 'NX', day, string.format('%d', day))
 end
 
+-- Sessions the new watermark ended (sessions.lua), and their cart facts.
+local cart_out = end_sessions(pfx, tot, facts_on)
+for j = 1, #cart_out do
+  facts[#facts + 1] = cart_out[j]
+end
+if #cart_out > 0 then
+  redis.call('HINCRBY', tot, T_FACTS .. SEP .. FACT_CART, #cart_out / 2)
+end
+
 local outbox = {}
 if n_activity > 0 then
   redis.call('HINCRBY', tot, T_FACTS .. SEP .. FACT_ACTIVITY, n_activity)
@@ -237,12 +251,8 @@ for first = 1, #facts, 2 * OUTBOX_PAIRS do
 end
 
 -- Event-time eviction, bounded per batch so one call never runs long.
+-- (Sessions: end_sessions above.)
 local horizon = ARGV[A_SESSION_HORIZON_MS]
-local old_sessions = redis.call('ZRANGEBYSCORE', sz, '-inf', '(' .. horizon, 'LIMIT', 0, 2000)
-for _, sid in ipairs(old_sessions) do
-  redis.call('DEL', pfx .. K_SESSION .. sid)
-  redis.call('ZREM', sz, sid)
-end
 local old_orders = redis.call('ZRANGEBYSCORE', oz, '-inf', '(' .. horizon, 'LIMIT', 0, 2000)
 for _, oid in ipairs(old_orders) do
   redis.call('HDEL', orders, oid)

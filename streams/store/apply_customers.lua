@@ -207,6 +207,7 @@ local function apply_order(j)
   local text = table.concat({ts, units, cur, ch, dev, unpack(periods)}, DETAIL_SEP)
   redis.call('HSET', ck, C_ORDER .. oid, text)
   redis.call('ZADD', cz, ts, oid)
+  order_recovers(cust, oid, tonumber(ts))
   local a = state(ck, cz)
   for k = 1, N_PERIODS do
     local start = periods[k]
@@ -266,6 +267,8 @@ while j + RECORD_WIDTH - 1 <= #rec do
     apply_order(j)
   elseif kind == FACT_HISTORY then
     apply_history(j)
+  elseif kind == FACT_CART then
+    apply_cart(rec, j)
   end
   by_kind[kind] = (by_kind[kind] or 0) + 1
   applied = applied + 1
@@ -286,6 +289,8 @@ for _, name in ipairs(old) do
   end
   redis.call('ZREM', index, name)
 end
+
+carts_done()
 
 redis.call('HSET', meta,
   M_OFFSET, ARGV[A_NEW_OFFSET], M_FP, ARGV[A_NEW_FP], M_WM, ARGV[A_WATERMARK_MS],

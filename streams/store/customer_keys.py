@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from streams.contract.facts import FACT_ACTIVITY, FACT_HISTORY, FACT_ORDER
+from streams.contract.facts import FACT_ACTIVITY, FACT_CART, FACT_HISTORY, FACT_ORDER
 from streams.contract.periods import COHORT_PERIODS, PERIOD_CODES, PERIODS, Period
 from streams.store import keys
+from streams.store.session_keys import CUSTOMER_CART_LUA, lua_table
 
 __all__ = [
     "ACTIVE",
@@ -49,6 +50,8 @@ __all__ = [
     "VALUE_REVENUE",
     "CustomerArgs",
     "FactRecord",
+    "CARTS_LUA",
+    "carts_table",
     "lua_header",
     "period_key",
 ]
@@ -108,6 +111,10 @@ class CustomerArgs(NamedTuple):
     highwater: int
     now_ms: int
     horizon_s: int  # periods starting before this are deleted and no longer written
+    bucket_ms: int  # recoveries count in event-time buckets like the funnel's
+    recovery_ms: int  # an order recovers the customer's carts that ended this long before it
+    cart_horizon_ms: int  # carts that ended before this are forgotten (wm - window - lateness)
+    bucket_horizon_s: int  # recovery buckets older than this are deleted (retention)
     n_totals: int
 
 
@@ -127,6 +134,9 @@ class FactRecord(NamedTuple):
     week: str
     month: str
     history: str  # "<orders>\t<first_ms>\t<last_ms>", '' unless a history fact
+    session_id: str  # a cart fact's session ('' otherwise), its version and country
+    version: str
+    country: str
 
 
 def period_key(prefix: str, kind: str, period: Period, start: int | str) -> str:
@@ -181,6 +191,7 @@ def _constants() -> dict[str, str | int]:
         "FACT_ACTIVITY": FACT_ACTIVITY,
         "FACT_ORDER": FACT_ORDER,
         "FACT_HISTORY": FACT_HISTORY,
+        "FACT_CART": FACT_CART,
         "STATUS_OK": keys.STATUS_OK,
         "STATUS_CONFLICT": keys.STATUS_CONFLICT,
         "RECORD_WIDTH": len(FactRecord._fields),
@@ -205,3 +216,16 @@ LUA_CONSTANTS = _constants()
 def lua_header() -> str:
     """`local NAME = value` for every constant, prepended to apply_customers.lua when loaded."""
     return keys.lua_header_of(LUA_CONSTANTS, "streams/store/customer_keys.py")
+
+
+# The table CK of carts.lua: session_keys' names, and the bucket keys it shares with stage 1.
+CARTS_LUA: dict[str, str | int] = {
+    "BUCKET": keys.BUCKET_PREFIX,
+    "BUCKETS": keys.BUCKETS,
+    **CUSTOMER_CART_LUA,
+}
+
+
+def carts_table() -> str:
+    """`local CK = {...}`, prepended to carts.lua when loaded."""
+    return lua_table("CK", CARTS_LUA)

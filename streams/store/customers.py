@@ -17,8 +17,14 @@ from streams.store.funnel import BatchCall, FunnelStore
 
 __all__ = ["CUSTOMER_SCRIPT", "CohortSums", "CustomerStore", "PeriodSums"]
 
+_SCRIPTS = resources.files("streams.store")
+# The header, the carts' table and library (carts.lua), then the script's own text.
 CUSTOMER_SCRIPT = (
-    ck.lua_header() + resources.files("streams.store").joinpath("apply_customers.lua").read_text()
+    ck.lua_header()
+    + ck.carts_table()
+    + _SCRIPTS.joinpath("bytes.lua").read_text()
+    + _SCRIPTS.joinpath("carts.lua").read_text()
+    + _SCRIPTS.joinpath("apply_customers.lua").read_text()
 )
 
 
@@ -67,6 +73,12 @@ class CustomerStore(FunnelStore):
                 highwater=call.highwater,
                 now_ms=call.now_ms,
                 horizon_s=call.bucket_horizon_s,
+                bucket_ms=self.settings.bucket_seconds * 1_000,
+                recovery_ms=self.settings.recovery_window_seconds * 1_000,
+                cart_horizon_ms=call.watermark_ms
+                - (self.settings.recovery_window_seconds + self.settings.allowed_lateness_seconds)
+                * 1_000,
+                bucket_horizon_s=call.watermark_ms // 1_000 - self.settings.retention_seconds,
                 n_totals=len(call.totals),
             )
         )

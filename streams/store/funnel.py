@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 
 from streams.contract.funnel import PartitionCursor
 from streams.settings import Settings
-from streams.store import keys
+from streams.store import keys, session_keys
 
 __all__ = [
     "APPLY_SCRIPT",
@@ -26,9 +26,14 @@ __all__ = [
     "SessionLimit",
 ]
 
-# The script as loaded: the grammar's header, then the script's own text.
+# The script as loaded: the grammar's header, the session library, then the script's own text.
+_SCRIPTS = resources.files("streams.store")
 APPLY_SCRIPT = (
-    keys.lua_header() + resources.files("streams.store").joinpath("apply_batch.lua").read_text()
+    keys.lua_header()
+    + session_keys.lua_table("SK", session_keys.SESSION_LUA)
+    + _SCRIPTS.joinpath("bytes.lua").read_text()
+    + _SCRIPTS.joinpath("sessions.lua").read_text()
+    + _SCRIPTS.joinpath("apply_batch.lua").read_text()
 )
 
 
@@ -205,6 +210,8 @@ class FunnelStore:
                 session_cap=self.settings.max_events_per_session,
                 customer_facts=1 if self.settings.customer_facts else 0,
                 anon_horizon_s=call.anon_horizon_s,
+                session_timeout_ms=self.settings.session_timeout_seconds * 1_000,
+                recovery_ms=self.settings.recovery_window_seconds * 1_000,
                 n_totals=len(call.totals),
             )
         )

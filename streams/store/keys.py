@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from streams.contract.facts import FACT_ACTIVITY, FACT_ORDER
+from streams.contract.facts import FACT_ACTIVITY, FACT_CART, FACT_ORDER
 from streams.contract.kpis import Dimension, FunnelCounts
 
 __all__ = [
@@ -67,7 +67,7 @@ TOTALS = "tot"  # hash: cumulative counters (Totals)
 BUCKET_PREFIX = "b:"  # + bucket start in epoch seconds: hash of bucket counters
 BUCKETS = "bz"  # zset: bucket starts, for range reads and retention
 SESSION_PREFIX = "s:"  # + session_id: hash of one session's state
-SESSIONS = "sz"  # zset: sessions by newest event time (eviction)
+SESSIONS = "sz"  # zset: sessions not ended yet, by end (newest ts + the session timeout)
 ORDERS = "o"  # hash: counted order_id -> ts
 ORDER_TIMES = "oz"  # zset: counted order ids by ts (eviction)
 # Customer facts appended by the script, not yet published: one entry per batch whose fields
@@ -162,6 +162,8 @@ class BatchArgs(NamedTuple):
     session_cap: int  # distinct events a session may hold (STOREPULSE_MAX_EVENTS_PER_SESSION)
     customer_facts: int  # 1: append customer facts to the outbox (STOREPULSE_CUSTOMER_FACTS)
     anon_horizon_s: int  # anonymous-order days (epoch seconds) older than this are deleted
+    session_timeout_ms: int  # a session ends this long after its newest event
+    recovery_ms: int  # abandoned carts are listed until the watermark passes end + this
     n_totals: int
 
 
@@ -188,6 +190,10 @@ class EventRecord(NamedTuple):
     currency: str  # '' when none
     customer: str  # account_id, else user_id, else '' (streams/contract/facts.py)
     user_id: str  # '' when none
+    account_id: str  # '' when none
+    sku: str  # add_to_cart, remove_from_cart; '' otherwise
+    quantity: str
+    price_units: str  # add_to_cart: unit price, ten-thousandths (its currency in currency)
 
 
 def partition_prefix(topic: str, partition: int) -> str:
@@ -340,6 +346,7 @@ def _lua_constants() -> dict[str, str | int]:
         "OUTBOX_PAIRS": 500,
         "FACT_ACTIVITY": FACT_ACTIVITY,
         "FACT_ORDER": FACT_ORDER,
+        "FACT_CART": FACT_CART,
         "HOUR_MS": 3_600_000,
         "DAY_MS": 86_400_000,
         "STATUS_OK": STATUS_OK,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streams.contract.events import EventParser, Purchase, Rejected
+from streams.contract.events import AddToCart, EventParser, Purchase, Rejected, RemoveFromCart
 from streams.contract.facts import customer_of
 from streams.contract.funnel import (
     PartitionCursor,
@@ -108,10 +108,15 @@ class BatchBuilder:
                 totals[name] = totals.get(name, 0) + 1
                 continue
             cursor.accept(event.ts)
-            order_id = revenue = currency = ""
+            order_id = revenue = currency = sku = quantity = price = ""
             if isinstance(event, Purchase):
                 order_id, currency = event.order_id, event.currency
                 revenue = str(money_units(event.revenue))
+            elif isinstance(event, AddToCart):
+                sku, quantity, currency = event.sku, str(event.quantity), event.currency
+                price = str(money_units(event.unit_price))
+            elif isinstance(event, RemoveFromCart):
+                sku, quantity = event.sku, str(event.quantity)
             # Tabs separate the stored segment triple; the contract caps lengths already.
             events += EventRecord(
                 event.event_id,
@@ -127,6 +132,10 @@ class BatchBuilder:
                 currency,
                 customer_of(event.account_id, event.user_id),
                 event.user_id or "",
+                event.account_id or "",
+                sku,
+                quantity,
+                price,
             )
         last = records[-1]
         wm = cursor.watermark_ms

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from streams.contract.events import Rejected
-from streams.contract.facts import ActivityFact, HistoryFact, OrderFact, parse_fact
-from streams.contract.funnel import PartitionCursor, fingerprint, segment_label
+from streams.contract.facts import ActivityFact, CartFact, HistoryFact, OrderFact, parse_fact
+from streams.contract.funnel import PartitionCursor, country_label, fingerprint, segment_label
 from streams.contract.periods import period_starts
 from streams.settings import Settings
 from streams.store.customer_keys import DETAIL_SEP, FactRecord
@@ -55,8 +55,21 @@ class FactBatchBuilder:
             if isinstance(fact, HistoryFact):
                 history = DETAIL_SEP.join((fact.orders, fact.first_order_ms, fact.last_order_ms))
                 blank = [""] * 10
-                # The slots of FactRecord: kind, customer, ten blanks, history.
-                events += [fact.kind, fact.customer, *blank, history]
+                # The slots of FactRecord: kind, customer, ten blanks, history, three blanks.
+                events += [fact.kind, fact.customer, *blank, history, "", "", ""]
+                continue
+            if isinstance(fact, CartFact):
+                if fact.end_ms:
+                    cursor.accept(int(fact.end_ms))
+                    channel = segment_label(fact.channel, channels)
+                    device = segment_label(fact.device, devices)
+                    country = country_label(fact.country)
+                else:
+                    channel = device = country = ""
+                events += FactRecord(
+                    fact.kind, fact.customer, "", fact.end_ms, "", "", channel, device,
+                    "", "", "", "", "", fact.session_id, fact.version, country,
+                )  # fmt: skip
                 continue
             if isinstance(fact, ActivityFact):
                 ts = int(fact.hour) * 1_000
@@ -83,6 +96,9 @@ class FactBatchBuilder:
                 day,
                 week,
                 month,
+                "",
+                "",
+                "",
                 "",
             )
         last = records[-1]

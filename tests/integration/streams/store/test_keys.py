@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streams.store import keys
+from streams.store import session_keys as sk
 from streams.store.client import connect
 from streams.store.funnel import FunnelStore
 from tests.integration.streams.store.test_funnel import T0, make_processor, records
@@ -12,7 +13,11 @@ from tests.reference import dumps, event
 async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_settings) -> None:
     s = make_settings(partitions=1)
     sid = "s-keys"
+    old = "s-old"  # an abandoned cart that ends once the main session's events move the watermark
     trace = [
+        event("visit", "o0", old, T0 - 7_200_000, country="FR"),
+        event("add_to_cart", "o1", old, T0 - 7_199_000, sku="A", quantity=2),
+        event("remove_from_cart", "o2", old, T0 - 7_198_000, sku="A", quantity=1),
         event("visit", "e0", sid, T0, channel="email", device="tablet", country="DE"),
         event("add_to_cart", "e1", sid, T0 + 1_000),
         event("checkout_step", "e2", sid, T0 + 2_000, step="shipping"),
@@ -25,7 +30,7 @@ async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_sett
     try:
         await client.flushdb()
         proc = make_processor(client, s)
-        await proc.process([*records([dumps(e) for e in trace]), *records([b"{"], start=7)])
+        await proc.process([*records([dumps(e) for e in trace]), *records([b"{"], start=10)])
         prefix = keys.partition_prefix(s.topic, 0)
         names = sorted(k.decode() for k in await client.keys("*"))
         assert keys.partitions_key(s.topic) in names
@@ -37,6 +42,9 @@ async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_sett
             keys.ORDERS: "hash",
             keys.ORDER_TIMES: "zset",
             keys.ANON_DAYS: "zset",
+            sk.ENDED: "zset",
+            sk.CARTS: "zset",
+            sk.CART_DETAILS: "hash",
         }
         seen_buckets = 0
         for name in names:
@@ -49,24 +57,30 @@ async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_sett
                 seen_buckets += 1
                 assert kind == "hash"
                 for field in await client.hkeys(name):
-                    assert field.decode().partition(keys.SEP)[0] in keys.BUCKET_KINDS
+                    kind_of = field.decode().partition(keys.SEP)[0]
+                    assert kind_of in keys.BUCKET_KINDS | sk.BUCKET_KINDS_STAGE1
             elif rest.startswith(keys.ANON_PREFIX):
                 assert kind == "hash"  # hour -> anonymous orders (no user or account here)
                 assert await client.hgetall(name) == {str(T0 // 3_600_000 * 3_600).encode(): b"1"}
             elif rest.startswith(keys.SESSION_PREFIX):
-                assert rest == keys.SESSION_PREFIX + sid and kind == "hash"
+                assert rest in {keys.SESSION_PREFIX + sid, keys.SESSION_PREFIX + old}
+                assert kind == "hash"
+            elif rest.startswith(sk.CART_PREFIX):
+                assert rest in {sk.CART_PREFIX + sid, sk.CART_PREFIX + old} and kind == "hash"
             else:
                 assert forms.get(rest) == kind, (rest, kind)
-        assert seen_buckets == 1  # all six events within one minute
+        # All six events of the main session within one minute; the old one's and its end.
+        assert seen_buckets == 3
         meta = {k.decode() for k in await client.hkeys(prefix + keys.META)}
         assert meta <= keys.META_FIELDS and keys.META_OFFSET in meta
         raw = await client.hgetall(prefix + keys.TOTALS)
-        assert {k.decode().partition(keys.SEP)[0] for k in raw} <= keys.TOTAL_KINDS
+        total_kinds = keys.TOTAL_KINDS | sk.TOTAL_KINDS_STAGE1
+        assert {k.decode().partition(keys.SEP)[0] for k in raw} <= total_kinds
 
         # And read back through the parsers: the meaning of every counter.
         store = FunnelStore(client, s)
         totals = keys.parse_totals(await store.totals([0]))
-        assert sum(totals.events.values()) == 6
+        assert sum(totals.events.values()) == 9
         assert (totals.duplicates, totals.rejected) == (1, {"malformed": 1})
         assert totals.funnel[("purchase", "email", "tablet")] == 1
         assert totals.orders == {("email", "tablet"): 1}
@@ -74,7 +88,9 @@ async def test_every_key_and_field_the_script_writes_is_in_the_grammar(make_sett
         sums = await store.bucket_sums(0, 10**11, [0])
         by_country = keys.bucket_counts(sums.fields, "country")["DE"]
         assert by_country.sessions["review"] == 1 and by_country.revenue_units == {"EUR": 125_000}
+        ended = sk.session_counts(sums.fields, "country")["FR"]
+        assert (ended.ended, ended.abandoned, ended.abandoned_units) == (1, 1, {"EUR": 199_900})
         cursor = await store.load_cursor(0)
-        assert (cursor.offset, cursor.watermark_ms) == (7, T0 + 5_000)
+        assert (cursor.offset, cursor.watermark_ms) == (10, T0 + 5_000)
     finally:
         await client.aclose()

@@ -117,6 +117,21 @@ def test_checkout_step_uses_configured_steps() -> None:
         custom.parse(json.dumps(BASE | {"type": "checkout_step", "step": "payment"}).encode())
 
 
+def test_remove_from_cart() -> None:
+    ev = parse(type="remove_from_cart", sku="SKU-1", quantity=2, user_id="u1")
+    assert (ev.type, ev.sku, ev.quantity, ev.user_id) == ("remove_from_cart", "SKU-1", 2, "u1")
+    good = {"type": "remove_from_cart", "sku": "X", "quantity": 1}
+    for bad, needle in (
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": "1"}, "quantity"),  # strict: a number, as add_to_cart's
+        ({"quantity": 1.5}, "quantity"),
+        ({"sku": ""}, "sku"),
+        ({"quantity": None}, "quantity"),
+    ):
+        rej = reject(json.dumps(BASE | good | bad).encode())
+        assert rej.reason == "schema" and needle in rej.detail, bad
+
+
 def test_purchase() -> None:
     ev = parse(type="purchase", order_id="o1", revenue="41.13", currency="USD")
     assert (ev.order_id, ev.revenue, ev.currency) == ("o1", Decimal("41.13"), "USD")
@@ -166,4 +181,4 @@ def test_committed_json_schema_matches_the_models() -> None:
     committed = json.loads(Path("docs/event.schema.json").read_text())
     assert committed == event_json_schema()
     kinds = {v["properties"]["type"]["const"] for v in committed["$defs"].values()}
-    assert kinds == {"visit", "add_to_cart", "checkout_step", "purchase"}
+    assert kinds == {"visit", "add_to_cart", "remove_from_cart", "checkout_step", "purchase"}

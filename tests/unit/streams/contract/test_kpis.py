@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.contract.kpis import FunnelCounts, kpi_record
+from streams.contract.kpis import FunnelCounts, SessionCounts, kpi_record, session_record
 from streams.query.kpis import render_table
 from streams.store.keys import bucket_counts as group_counts
 
@@ -91,7 +91,7 @@ def test_table_shows_every_stage_and_group() -> None:
         "to": "b",
         "bucket_seconds": 60,
         "groups": {
-            name: kpi_record(counts, STAGES)
+            name: kpi_record(counts, STAGES) | session_record(SessionCounts(ended=4, bounces=1))
             for name, counts in group_counts(FIELDS, "channel").items()
         },
     }
@@ -99,3 +99,34 @@ def test_table_shows_every_stage_and_group() -> None:
     assert "organic" in text and "email" in text
     assert "sessions review" in text
     assert "41.13" in text
+    assert "25.00%" in text  # the bounce rate
+
+
+def test_session_record_ratios_money_and_nulls() -> None:
+    counts = SessionCounts(
+        ended=8,
+        bounces=2,
+        session_ms=8 * 90_500,
+        pages=20,
+        abandoned=4,
+        abandoned_units={"EUR": 1_000_050},  # 100.005 EUR: rounds half to even
+        recovered=3,
+        recovered_units={"EUR": 500_000, "USD": 0},  # a figure taken back leaves USD at 0
+        recovered_of_abandoned=1,
+    )
+    rec = session_record(counts)
+    assert (rec["bounce_rate"], rec["average_session_seconds"], rec["pages_per_session"]) == (
+        0.25,
+        90.5,
+        2.5,
+    )
+    assert (rec["abandoned_value"], rec["recovered_revenue"]) == ("100.00", "50.00")
+    assert rec["recovered_revenue_by_currency"] == {"EUR": "50.00"}
+    assert rec["cart_recovery_rate"] == 0.25
+    empty = session_record(SessionCounts())
+    assert empty["bounce_rate"] is None and empty["average_session_seconds"] is None
+    assert empty["pages_per_session"] is None and empty["cart_recovery_rate"] is None
+    assert (empty["abandoned_value"], empty["abandoned_value_by_currency"]) == ("0.00", {})
+    mixed = session_record(SessionCounts(abandoned=2, abandoned_units={"EUR": 1, "USD": 10_000}))
+    assert mixed["abandoned_value"] is None
+    assert mixed["abandoned_value_by_currency"] == {"EUR": "0.00", "USD": "1.00"}

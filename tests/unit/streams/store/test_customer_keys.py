@@ -10,6 +10,11 @@ from streams.store import customer_keys as ck
 from streams.store.customers import CUSTOMER_SCRIPT
 
 BODY = resources.files("streams.store").joinpath("apply_customers.lua").read_text()
+# The carts' library in front of it (carts.lua, bytes.lua), its names in the table CK.
+LIBRARY = "".join(
+    resources.files("streams.store").joinpath(name).read_text()
+    for name in ("bytes.lua", "carts.lua")
+)
 # Redis commands and options, number formats: nothing that names a key or a field.
 ALLOWED_LITERALS = {
     "HGET",
@@ -23,6 +28,12 @@ ALLOWED_LITERALS = {
     "ZREM",
     "ZRANGEBYSCORE",
     "UNLINK",
+    "HDEL",
+    "DEL",
+    "WITHSCORES",
+    "%d",
+    "",  # a withdrawn cart has no end
+    "0",  # a zero amount
     "NX",
     "LIMIT",
     "-inf",
@@ -36,21 +47,23 @@ def _code(text: str) -> str:
 
 
 def test_the_script_spells_no_key_or_field_name() -> None:
-    literals = set(re.findall(r"'((?:[^'\\]|\\.)*)'", _code(BODY)))
+    literals = set(re.findall(r"'((?:[^'\\]|\\.)*)'", _code(BODY + LIBRARY)))
     assert literals <= ALLOWED_LITERALS, literals - ALLOWED_LITERALS
-    assert '"' not in _code(BODY)
+    assert '"' not in _code(BODY + LIBRARY)
 
 
 def test_every_constant_of_the_header_is_used_and_every_used_one_is_defined() -> None:
-    code = _code(BODY)
+    code = _code(BODY + LIBRARY)
     for name in ck.LUA_CONSTANTS:
         assert re.search(rf"\b{name}\b", code), f"{name} is defined but the script never uses it"
-    used = set(re.findall(r"\b((?:K|M|T|P|V|C|O|A|R|G)_[A-Z_0-9]+)\b", code))
+    used = set(re.findall(r"(?<!\.)\b((?:K|M|T|P|V|C|O|A|R|G)_[A-Z_0-9]+)\b", code))
     assert used <= set(ck.LUA_CONSTANTS), used - set(ck.LUA_CONSTANTS)
+    table = set(re.findall(r"\bCK\.([A-Z_0-9]+)\b", code))
+    assert table == set(ck.CARTS_LUA), table ^ set(ck.CARTS_LUA)
 
 
 def test_the_loaded_script_is_the_header_then_the_body() -> None:
-    assert ck.lua_header() + BODY == CUSTOMER_SCRIPT
+    assert ck.lua_header() + ck.carts_table() + LIBRARY + BODY == CUSTOMER_SCRIPT
     assert f"local RECORD_WIDTH = {len(ck.FactRecord._fields)}" in CUSTOMER_SCRIPT
     # The four period slots follow each other in PERIODS order: the script indexes them so.
     slots = [ck.FactRecord._fields.index(p) for p in PERIODS]
