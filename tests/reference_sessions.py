@@ -276,9 +276,7 @@ def cart_list(
                 "channel": s.channel,
                 "device": s.device,
                 "abandoned_at": _z(s.end),
-                "value": (
-                    cents(next(iter(values.values()))) if len(values) == 1 else None
-                )
+                "value": (cents(next(iter(values.values()))) if len(values) == 1 else None)
                 if values
                 else "0.00",
                 "currency": next(iter(values)) if len(values) == 1 else None,

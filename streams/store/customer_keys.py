@@ -25,6 +25,7 @@ from streams.store.session_keys import CUSTOMER_CART_LUA, lua_table
 
 __all__ = [
     "ACTIVE",
+    "CARTS_LUA",
     "COHORT",
     "COHORT_VALUES",
     "COUNTS",
@@ -50,7 +51,6 @@ __all__ = [
     "VALUE_REVENUE",
     "CustomerArgs",
     "FactRecord",
-    "CARTS_LUA",
     "carts_table",
     "lua_header",
     "period_key",
