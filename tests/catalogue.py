@@ -104,6 +104,8 @@ def rich_snapshot(settings: Settings) -> Snapshot:
     n = 4 * settings.min_sample
     window = {f"s|{stage}|{channel}|{device}": n - k for k, stage in enumerate(settings.stages)}
     window |= {f"o|EUR|{channel}|{device}": n, f"r|EUR|{channel}|{device}": n * 100_000}
+    window |= {f"e|{channel}|{device}": n, f"eb|{channel}|{device}": 1}
+    window |= {f"ka|{channel}|{device}": 2, f"kv|EUR|{channel}|{device}": 250_000}
     totals = {
         "ev|visit": n,
         "dup": 1,
@@ -112,6 +114,13 @@ def rich_snapshot(settings: Settings) -> Snapshot:
         f"o|{channel}|{device}": n,
         "r|EUR": n * 100_000,
         "topic_resets": 0,
+        f"se|{channel}|{device}": n,
+        f"sb|{channel}|{device}": 1,
+        f"ka|{channel}|{device}": 2,
+        "kv|EUR": 250_000,
+        "sd|0": 1,
+        "sd|4": n - 1,
+        "sds": 90_000 * (n - 1),
     }
     meta = PartitionMeta(
         partition=0,
@@ -135,7 +144,7 @@ def rich_customer_snapshot(settings: Settings) -> CustomerSnapshot:
     sums = PeriodSums(active=n, ordering=n, new=1, retained=n // 2, counts={"o": n, "rp": 1})
     meta = PartitionMeta(partition=0, offset=9, watermark_ms=0, highwater=12, applied_ms=0)
     return CustomerSnapshot(
-        totals={"o|new": 1, "r|EUR": 10_000, "fx|a": 1},
+        totals={"o|new": 1, "r|EUR": 10_000, "fx|a": 1, "kr": 1},
         metas=[meta],
         periods={p: CurrentPeriod(0, sums, sums, 1) for p in PERIODS},
     )

@@ -23,6 +23,7 @@ from streams.store import customer_keys as ck
 from streams.store.customers import CustomerStore, PeriodSums
 from streams.store.funnel import PartitionMeta
 from streams.store.keys import FIELD_ANON_ORDERS, SEP
+from streams.store.session_keys import TOTAL_RECOVERED
 
 __all__ = ["CustomerCollector", "CustomerReader", "CustomerSnapshot", "customer_families"]
 
@@ -139,7 +140,13 @@ def customer_families(
     refused = _fields(totals, "rej")
     for reason in [*_FACT_REASONS, *sorted(set(refused) - set(_FACT_REASONS))]:
         rejected.add_metric([reason], refused.get(reason, 0))
-    out += [new, orders, revenue, facts, rejected]
+    recovered = CounterMetricFamily(
+        "storepulse_carts_recovered",
+        "Abandoned carts recovered (their customer's first order within "
+        "STOREPULSE_RECOVERY_WINDOW_SECONDS after their end), when first seen recovered.",
+    )
+    recovered.add_metric([], totals.get(TOTAL_RECOVERED, 0))
+    out += [new, orders, revenue, facts, rejected, recovered]
     out += _period_gauges(snapshot, settings)
     lag = GaugeMetricFamily(
         "storepulse_customer_consumer_lag",

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from streams.contract.events import EventType, RejectReason
 from streams.contract.kpis import Dimension, FunnelCounts, funnel_ratios
 from streams.contract.money import MONEY_SCALE
+from streams.exporter.session_metrics import session_counters, session_window_gauges
 from streams.exporter.snapshot import Snapshot
 from streams.settings import Settings
 from streams.store.keys import bucket_counts, parse_totals
@@ -258,7 +259,9 @@ def families(snapshot: Snapshot, settings: Settings) -> list[Metric]:
     """Every metric family of one scrape, built fresh from a snapshot (pure)."""
     out = _Families()
     _counters(out, snapshot.totals, settings)
+    out.items += session_counters(snapshot.totals, settings)
     _window_gauges(out, snapshot, settings)
+    out.items += session_window_gauges(snapshot.windows, settings)
     _health(out, snapshot)
     return out.items
 

@@ -166,6 +166,7 @@ class Routes:
         token = settings.webhook_token
         self._token = None if token is None else token.get_secret_value().encode()
         customers = customers or CustomerStore(store.client, settings)
+        self.customer_store = customers
         self.customers = CustomerRoutes(settings, customers, store, reader.clock)
         self.customer_reader = CustomerReader(customers)
 
@@ -368,7 +369,10 @@ class Routes:
             from_s, to_s, by = await self._kpi_range(query)
         except ValueError as exc:
             return _json(400, {"error": str(exc)})
-        return _json(200, await kpi_report(self.store, self.settings, from_s, to_s, by))
+        report = await kpi_report(
+            self.store, self.settings, from_s, to_s, by, recoveries=self.customer_store
+        )
+        return _json(200, report)
 
     async def _kpi_range(self, query: Mapping[str, str]) -> tuple[int, int, Dimension | None]:
         """[from, to) and the breakdown of /api/kpis; `to` defaults to the window end."""

@@ -17,14 +17,21 @@ __all__ = ["kpi_report", "render_table"]
 
 
 async def kpi_report(
-    store: FunnelStore, settings: Settings, from_s: int, to_s: int, by: Dimension | None = None
+    store: FunnelStore,
+    settings: Settings,
+    from_s: int,
+    to_s: int,
+    by: Dimension | None = None,
+    recoveries: FunnelStore | None = None,
 ) -> dict[str, Any]:
     """The exact KPIs of buckets b with from_s <= b < to_s (`storepulse kpis --json`).
 
     Ended sessions and abandoned carts come from the session worker's buckets, recoveries from
-    the customer stage's (the same bucket grid, on the customer topic's partitions).
+    the customer stage's (`recoveries`: the same bucket grid, on the customer topic's
+    partitions).
     """
-    recoveries = CustomerStore(store.client, settings)
+    if recoveries is None:
+        recoveries = CustomerStore(store.client, settings)
     sums, recovered = await asyncio.gather(
         store.bucket_sums(from_s, to_s), recoveries.bucket_sums(from_s, to_s)
     )

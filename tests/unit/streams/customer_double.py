@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from streams.contract.periods import Period
 from streams.store.customers import CohortSums, PeriodSums
-from streams.store.funnel import PartitionMeta
+from streams.store.funnel import BucketSums, PartitionMeta
 from tests.unit.streams.metas import NOW, meta
 
 
@@ -54,6 +54,16 @@ class MemoryCustomers:
         return {
             s: CohortSums(4, {f"n|{s}": 4, f"c|{s}|EUR": 4, f"r|{s}|EUR": 80_000}) for s in starts
         }
+
+    async def bucket_sums(
+        self, from_s: int, to_s: int, partitions: Sequence[int] | None = None
+    ) -> BucketSums:
+        """The recoveries' buckets: one cart recovered (by a 10.00 EUR order) per bucket."""
+        self.reads.append("bucket_sums")
+        sums = BucketSums()
+        for _ in range(from_s // 60 * 60, to_s, 60):
+            sums.add({b"kr|email|desktop": b"1", b"kw|EUR|email|desktop": b"100000"})
+        return sums
 
     async def anonymous_orders(
         self, partitions: Sequence[int], days: Sequence[int]

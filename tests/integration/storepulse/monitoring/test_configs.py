@@ -44,6 +44,7 @@ ALERTS = {
     "PipelineStalled",
     "DeadLetterSurge",
     "StorepulseExporterDown",
+    "AbandonedCartValueSpike",
 }
 _VAR_REF = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -550,15 +551,17 @@ def test_rules_for_another_minimum_sample_change_exactly_its_places(tmp_path: Pa
     assert len(fifty) == len(default)
     changed = [(a, b) for a, b in zip(default, fifty, strict=True) if a != b]
     # Conversion and abandonment (2 windows each), drop-off of cart and the 3 default steps
-    # (2 windows each), and the header line stating the minimum sample.
-    assert len(changed) == 2 + 2 + 2 * 4 + 1
+    # (2 windows each), the bounce ratio and the mean session duration, the header line
+    # stating the minimum sample, and the comment over the bounce ratio.
+    assert len(changed) == 2 + 2 + 2 * 4 + 2 + 1 + 1
     for a, b in changed:
         assert a.count("20") == 1, a
         assert b == a.replace("20", "50")
     expressions = [b for _, b in changed if not b.lstrip().startswith("#")]
     assert all(b.endswith((">= 50)", ">= 50), 0, 1)")) for b in expressions), expressions
-    # ConversionDrop's floor of 20 expected orders is its own threshold, not the minimum sample.
-    assert re.findall(r">= 20\b", fifty_text) == [">= 20"]
+    # ConversionDrop's floor of 20 expected orders and AbandonedCartValueSpike's of 20 carts
+    # are their own thresholds, not the minimum sample.
+    assert re.findall(r">= 20\b", fifty_text) == [">= 20", ">= 20"]
     rules = tmp_path / "rules.yml"
     rules.write_text(fifty_text)
     check = _run("promtool", "check", "rules", str(rules))

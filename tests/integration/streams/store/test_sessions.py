@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -197,3 +199,312 @@ def kpis_empty() -> dict[str, Any]:
         "abandoned_value_by_currency": {},
         "recovered_revenue_by_currency": {},
     }
+
+
+class Pipeline:
+    """Both stages over one redis database, fed step by step (facts forwarded after each)."""
+
+    def __init__(self, s: Settings, reverse_facts: bool = False) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from streams.store.client import connect
+        from streams.store.customers import CustomerStore
+        from streams.store.funnel import FunnelStore
+        from streams.worker import metrics
+        from streams.worker.customer_batch import FactBatchBuilder
+        from streams.worker.facts import FactSink
+        from streams.worker.processor import BatchProcessor
+        from tests.integration.streams.store.test_customers import CollectingTransport
+        from tests.integration.streams.store.test_funnel import CollectingDLQ
+
+        self.s = s
+        self.reverse = reverse_facts
+        self.client = connect(s)
+        self.funnel = FunnelStore(self.client, s)
+        self.transport = CollectingTransport()
+        clock = lambda: NOW_MS / 1000  # noqa: E731
+        self.stage1 = BatchProcessor(
+            s,
+            self.funnel,
+            CollectingDLQ(),
+            metrics.create(CollectorRegistry()),
+            clock=clock,
+            facts=FactSink(self.funnel, self.transport),
+        )
+        self.stage2 = BatchProcessor(
+            s,
+            CustomerStore(self.client, s),
+            CollectingDLQ(),
+            metrics.create(CollectorRegistry()),
+            clock=clock,
+            builder=FactBatchBuilder(s),
+        )
+        self.offsets = [0, 0]
+        self.fact_offsets = [0, 0]
+        self.forwarded = 0
+
+    async def feed(self, *events: dict[str, Any]) -> None:
+        from streams.worker.processor import Record
+
+        recs = []
+        for e in events:
+            p = partition_of(e["session_id"])
+            recs.append(Record(p, self.offsets[p], e["session_id"].encode(), dumps(e)))
+            self.offsets[p] += 1
+        await self.stage1.process(recs)
+        facts = self.transport.sent[self.forwarded :]
+        self.forwarded = len(self.transport.sent)
+        if self.reverse:
+            facts = facts[::-1]
+        out = []
+        for key, value in facts:
+            p = partition_of(key.decode())
+            out.append(Record(p, self.fact_offsets[p], key, value))
+            self.fact_offsets[p] += 1
+        if out:
+            await self.stage2.process(out)
+
+    async def tick(self, ts: int) -> None:
+        """Move both partitions' watermarks to ts (a visit of a session of its own on each)."""
+        await self.feed(*(event("visit", f"{sid}-{ts}", sid, ts) for sid in tick_ids()))
+
+    async def kpis(self, from_ms: int, to_ms: int, by: str | None = None) -> dict[str, Any]:
+        report = await kpi_report(self.funnel, self.s, from_ms // 1000, to_ms // 1000, by)
+        if by is None:
+            return {k: report[k] for k in KEYS}
+        return {g: {k: v[k] for k in KEYS} for g, v in report["groups"].items()}
+
+    async def carts(self, **extra: Any) -> list[dict[str, Any]]:
+        return await all_pages(CartStore(self.client, self.s), self.s, limit=2, **extra)
+
+
+def pipeline_test(body: Any, window_s: int = 86_400) -> Any:
+    """Run body(pipeline) on a flushed database, and close the client."""
+
+    def run(make_settings: Any) -> None:
+        async def go() -> None:
+            pipe = Pipeline(session_settings(make_settings, recovery_window_seconds=window_s))
+            await pipe.client.flushdb()
+            try:
+                await body(pipe)
+            finally:
+                await pipe.client.aclose()
+
+        asyncio.run(go())
+
+    run.__name__ = body.__name__
+    run.__doc__ = body.__doc__
+    return run
+
+
+TIMEOUT = 1_800_000
+SEG = {"channel": "email", "device": "mobile"}
+ALL = (T0 - HOUR, NOW_MS + HOUR)
+
+
+@pipeline_test
+async def test_an_event_exactly_at_end_extends_the_session(pipe: Pipeline) -> None:
+    t = T0
+    await pipe.feed(event("visit", "a0", "a", t, **SEG))
+    await pipe.tick(t + TIMEOUT)  # a watermark equal to end: not ended
+    assert (await pipe.kpis(*ALL))["ended_sessions"] == 0
+    await pipe.tick(t + TIMEOUT + 1)  # strictly after end: ended, a bounce
+    got = await pipe.kpis(*ALL)
+    assert (got["ended_sessions"], got["bounces"], got["average_session_seconds"]) == (1, 1, 0.0)
+    # An event exactly at the old end: the same session, which has not ended any more.
+    await pipe.feed(event("visit", "a1", "a", t + TIMEOUT, **SEG))
+    got = await pipe.kpis(*ALL)
+    assert (got["ended_sessions"], got["bounces"]) == (0, 0)
+    await pipe.tick(t + 2 * TIMEOUT + 1)
+    got = await pipe.kpis(*ALL)
+    assert (got["ended_sessions"], got["bounces"], got["pages_per_session"]) == (1, 0, 2.0)
+    assert got["average_session_seconds"] == TIMEOUT / 1000
+    # In the bucket of the new end, not of the old one.
+    new_end = t + 2 * TIMEOUT
+    assert (await pipe.kpis(new_end // 60_000 * 60_000, new_end + 60_000))["ended_sessions"] == 1
+    assert (await pipe.kpis(T0, new_end // 60_000 * 60_000))["ended_sessions"] == 0
+
+
+@pipeline_test
+async def test_a_purchase_after_the_cart_was_counted_abandoned(pipe: Pipeline) -> None:
+    who = {"user_id": "u-9", **SEG}
+    await pipe.feed(
+        event("visit", "b0", "b", T0, **who),
+        event("add_to_cart", "b1", "b", T0 + 1_000, sku="A", quantity=2, unit_price="5.10", **who),
+    )
+    await pipe.tick(T0 + 3 * TIMEOUT)
+    got = await pipe.kpis(*ALL)
+    assert (got["abandoned_carts"], got["abandoned_value"]) == (1, "10.20")
+    assert [c["session_id"] for c in await pipe.carts()] == ["b"]
+    cart_facts = [json.loads(v) for _, v in pipe.transport.sent if v.startswith(b'["k"')]
+    assert [f[3] for f in cart_facts] == ["1"] and cart_facts[0][4] != ""
+    # The purchase arrives late (within the lateness): an ended session with an order.
+    await pipe.feed(event("purchase", "b2", "b", T0 + 2_000, revenue="10.20", **who))
+    got = await pipe.kpis(*ALL)
+    assert (got["ended_sessions"], got["abandoned_carts"], got["abandoned_value"]) == (1, 0, "0.00")
+    assert got["abandoned_value_by_currency"] == {}
+    assert await pipe.carts() == []
+    cart_facts = [json.loads(v) for _, v in pipe.transport.sent if v.startswith(b'["k"')]
+    assert [(f[3], f[4]) for f in cart_facts[1:]] == [("2", "")]  # withdrawn, next version
+
+
+@pipeline_test
+async def test_cart_quantities_removals_and_prices(pipe: Pipeline) -> None:
+    def add(eid: str, t: int, sku: str, qty: int, price: str) -> dict[str, Any]:
+        return event("add_to_cart", eid, "c", t, sku=sku, quantity=qty, unit_price=price, **SEG)
+
+    def remove(eid: str, t: int, sku: str, qty: int) -> dict[str, Any]:
+        return event("remove_from_cart", eid, "c", t, sku=sku, quantity=qty, **SEG)
+
+    # Arriving newest first: the cart is computed in (ts, event_id) order all the same.
+    await pipe.feed(
+        add("c6", T0 + 6_000, "B", 2, "12.00"),  # two adds at different prices: the latest's
+        add("c5", T0 + 5_000, "B", 1, "10.00"),
+        remove("c4", T0 + 4_000, "Z", 3),  # a sku never added: nothing
+        add("c3", T0 + 3_000, "A", 1, "1.50"),
+        remove("c2", T0 + 2_000, "A", 5),  # below zero: 0, not -3
+        add("c1", T0 + 1_000, "A", 2, "1.50"),
+    )
+    await pipe.tick(T0 + 3 * TIMEOUT)
+    got = await pipe.kpis(*ALL)
+    assert got["abandoned_value"] == "37.50"  # A: 1 x 1.50, B: 3 x 12.00
+    (cart,) = await pipe.carts()
+    assert cart["items"] == [
+        {"sku": "A", "quantity": 1, "unit_price": "1.50"},
+        {"sku": "B", "quantity": 3, "unit_price": "12.00"},
+    ]
+    assert (cart["value"], cart["currency"], cart["customer"]) == ("37.50", "EUR", None)
+    # Every item removed: a cart worth 0.00, in no currency.
+    await pipe.feed(remove("c7", T0 + 7_000, "A", 1), remove("c8", T0 + 8_000, "B", 9))
+    (cart,) = await pipe.carts()
+    assert (cart["value"], cart["currency"], cart["items"]) == ("0.00", None, [])
+    assert (await pipe.kpis(*ALL))["abandoned_carts"] == 1
+
+
+@pipeline_test
+async def test_a_session_spanning_a_bucket_edge_counts_in_the_bucket_of_its_end(
+    pipe: Pipeline,
+) -> None:
+    edge = (T0 // 60_000 + 1) * 60_000
+    await pipe.feed(
+        event("visit", "d0", "d", edge - 10_000, **SEG),
+        event("visit", "d1", "d", edge + 10_000, **SEG),
+    )
+    await pipe.tick(T0 + 3 * TIMEOUT)
+    end_bucket = (edge + 10_000 + TIMEOUT) // 60_000 * 60_000
+    got = await pipe.kpis(end_bucket, end_bucket + 60_000)
+    assert (got["ended_sessions"], got["average_session_seconds"], got["pages_per_session"]) == (
+        1,
+        20.0,
+        2.0,
+    )
+    assert (await pipe.kpis(T0 - HOUR, end_bucket))["ended_sessions"] == 0
+
+
+async def two_carts_one_order(pipe: Pipeline) -> None:
+    who = {"user_id": "u-7", "device": "mobile"}
+
+    def cart(sid: str, t: int, channel: str) -> list[dict[str, Any]]:
+        return [
+            event("visit", f"{sid}0", sid, t, channel=channel, **who),
+            event("add_to_cart", f"{sid}1", sid, t + 1, channel=channel, **who),
+        ]
+
+    # Two carts of u-7 (e and f end 10 min apart), one anonymous cart (never recovered), then
+    # one order of u-7 within the window of both carts.
+    await pipe.feed(*cart("e", T0, "email"), *cart("f", T0 + 600_000, "organic"))
+    await pipe.feed(
+        event("visit", "g0", "g", T0, **SEG), event("add_to_cart", "g1", "g", T0 + 1, **SEG)
+    )
+    await pipe.tick(T0 + 2 * HOUR)
+    order_ts = T0 + 3 * HOUR
+    await pipe.feed(
+        event("purchase", "h0", "h", order_ts, revenue="30.00", channel="direct", **who)
+    )
+    await pipe.tick(T0 + 4 * HOUR)
+
+
+@pipeline_test
+async def test_one_order_recovers_two_carts_its_revenue_once(pipe: Pipeline) -> None:
+    await two_carts_one_order(pipe)
+    got = await pipe.kpis(*ALL)
+    assert (got["abandoned_carts"], got["recovered_carts"], got["recovered_revenue"]) == (
+        3,
+        2,
+        "30.00",
+    )
+    assert got["cart_recovery_rate"] == 2 / 3  # the anonymous cart never recovers
+    # In the bucket of the order, in the carts' segments; the revenue with the earliest cart.
+    order_bucket = (T0 + 3 * HOUR) // 60_000 * 60_000
+    at_order = await pipe.kpis(order_bucket, order_bucket + 60_000, "channel")
+    assert at_order["email"]["recovered_carts"] == 1 and at_order["organic"]["recovered_carts"] == 1
+    assert at_order["email"]["recovered_revenue"] == "30.00"
+    assert at_order["organic"]["recovered_revenue"] == "0.00"
+    listed = {c["session_id"]: c["recovered_at"] for c in await pipe.carts()}
+    at = datetime.fromtimestamp((T0 + 3 * HOUR) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert listed == {"e": at, "f": at, "g": None}
+    assert [c["session_id"] for c in await pipe.carts(customer_only=True)] == ["f", "e"]
+
+
+def test_the_order_may_reach_the_customer_stage_before_the_carts(make_settings) -> None:
+    async def go(reverse: bool) -> Any:
+        pipe = Pipeline(session_settings(make_settings, recovery_window_seconds=86_400), reverse)
+        await pipe.client.flushdb()
+        try:
+            await two_carts_one_order(pipe)
+            return await pipe.kpis(*ALL, "channel"), await pipe.carts()
+        finally:
+            await pipe.client.aclose()
+
+    assert asyncio.run(go(True)) == asyncio.run(go(False))
+
+
+async def test_the_cart_list_pages_and_expires(pipe: Pipeline) -> None:
+    from streams.query.carts import decode_cursor
+
+    events = []
+    for i in range(9):
+        sid = f"k{i}"
+        t = T0 + (i // 3) * 60_000  # three carts end at each of three instants: ties
+        who = {"user_id": f"u{i}"} if i % 2 else {}
+        price = f"{i + 1}.00"
+        events += [
+            event("visit", f"{sid}v", sid, t - 1_000, **SEG, **who),
+            event("add_to_cart", f"{sid}a", sid, t, unit_price=price, **SEG, **who),
+        ]
+    await pipe.feed(*events)
+    await pipe.tick(T0 + 2 * HOUR)
+    listed = await pipe.carts()  # pages of 2
+    order = [c["session_id"] for c in listed]
+    assert order == ["k6", "k7", "k8", "k3", "k4", "k5", "k0", "k1", "k2"]
+    page = await abandoned_carts(
+        CartStore(pipe.client, pipe.s), pipe.s, CartQuery(FROM_S, TO_S, limit=4)
+    )
+    assert [c["session_id"] for c in page["carts"]] == order[:4]
+    assert decode_cursor(page["next"])[1] == "k3"  # goes on after the 4th cart
+    assert [c["session_id"] for c in await pipe.carts(customer_only=True)] == ["k7", "k3", "k5"] + [
+        "k1"
+    ]
+    worth = await pipe.carts(min_value=Decimal("5.00"))
+    assert [c["session_id"] for c in worth] == ["k6", "k7", "k8", "k4", "k5"]
+    assert all(Decimal(c["value"]) >= 5 for c in worth)
+    # [from, to) by end: the middle instant alone.
+    middle = (T0 + 60_000 + TIMEOUT) // 1000
+    got = await abandoned_carts(
+        CartStore(pipe.client, pipe.s), pipe.s, CartQuery(middle, middle + 1)
+    )
+    assert [c["session_id"] for c in got["carts"]] == ["k3", "k4", "k5"] and got["next"] is None
+    # Kept until the watermark passes end + the recovery window (2 hours here).
+    first_end = T0 + TIMEOUT
+    await pipe.tick(first_end + 2 * HOUR)
+    assert len(await pipe.carts()) == 9
+    await pipe.tick(first_end + 2 * HOUR + 1)
+    assert [c["session_id"] for c in await pipe.carts()] == order[:6]
+    await pipe.tick(first_end + 2 * HOUR + 120_001)
+    assert await pipe.carts() == []
+    assert (await pipe.kpis(*ALL))["abandoned_carts"] == 9  # the figures stay in their buckets
+
+
+test_the_cart_list_pages_and_expires = pipeline_test(
+    test_the_cart_list_pages_and_expires, window_s=2 * 3_600
+)

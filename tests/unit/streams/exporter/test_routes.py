@@ -228,7 +228,9 @@ async def test_the_default_window_is_15_minutes_ending_at_the_newest_complete_bu
     response = await kpis(routes, "")
     assert response.status == 200
     got = body(response)
-    assert got == await kpi_report(store, settings, END - 900, END)  # type: ignore[arg-type]
+    recoveries = routes.customer_store
+    assert got == await kpi_report(store, settings, END - 900, END, None, recoveries)  # type: ignore[arg-type]
+    assert (got["recovered_carts"], got["recovered_revenue"]) == (15, "150.00")
     assert got["from"] == "2027-01-15T07:45:00Z"
     assert got["to"] == "2027-01-15T08:00:00Z"
     assert got["sessions"]["visit"] == 15 * 8
