@@ -63,6 +63,7 @@ _ASSETS = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
     "/customers.js": ("customers.js", "text/javascript; charset=utf-8"),
+    "/carts.js": ("carts.js", "text/javascript; charset=utf-8"),
 }
 
 

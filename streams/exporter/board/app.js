@@ -15,6 +15,17 @@
     return value === null || value === undefined ? "–" : (value * 100).toFixed(2) + "%";
   }
 
+  // Seconds as "4m 05s" (or "42s"): time on site reads better in minutes.
+  function duration(value) {
+    if (value === null || value === undefined) {
+      return "–";
+    }
+    const whole = Math.round(value);
+    const minutes = Math.floor(whole / 60);
+    const rest = String(whole % 60).padStart(2, "0");
+    return minutes ? minutes + "m " + rest + "s" : whole + "s";
+  }
+
   function count(value) {
     return Number(value).toLocaleString("en-US");
   }
@@ -70,6 +81,15 @@
     setKpi("orders", count(report.orders), report.orders);
     const [revenue, revenueUnit] = money(report.revenue, report.revenue_by_currency);
     setKpi("revenue", revenue, report.revenue, revenueUnit);
+
+    setKpi("bounce_rate", pct(report.bounce_rate), report.bounce_rate);
+    const seconds = report.average_session_seconds;
+    setKpi("average_session_seconds", duration(seconds), seconds);
+    const pages = report.pages_per_session;
+    setKpi("pages_per_session", pages === null ? "–" : pages.toFixed(2), pages);
+    setKpi("abandoned_carts", count(report.abandoned_carts), report.abandoned_carts);
+    const [risk, riskUnit] = money(report.abandoned_value, report.abandoned_value_by_currency);
+    setKpi("abandoned_value", risk, report.abandoned_value, riskUnit);
 
     const stages = Object.keys(report.sessions);
     const visits = report.sessions[stages[0]] || 0;

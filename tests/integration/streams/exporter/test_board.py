@@ -62,7 +62,7 @@ def percent(text: str) -> float | None:
 
 def assert_same_as_api(board: dict[str, Any], api: dict[str, Any]) -> None:
     # Two decimals of a percentage: the shown value is within 0.005 points of the API's.
-    for name in ("conversion_rate", "cart_abandonment_rate"):
+    for name in ("conversion_rate", "cart_abandonment_rate", "bounce_rate"):
         got, want = percent(board["kpis"][name]), api[name]
         assert (got is None) == (want is None), name
         if got is not None:
@@ -77,6 +77,36 @@ def assert_same_as_api(board: dict[str, Any], api: dict[str, Any]) -> None:
     for step, text in board["dropoff"].items():
         assert abs((percent(text) or 0) - api["step_dropoff"][step]) <= 0.00005 + 1e-12
     assert board["range"] == f"{api['from']} – {api['to']}"
+    # Sessions and carts: the sessions whose end is in the window.
+    assert api["ended_sessions"] > 0 and api["abandoned_carts"] > 0
+    assert int(board["kpis"]["abandoned_carts"].replace(",", "")) == api["abandoned_carts"]
+    assert board["kpis"]["abandoned_value"] == f"{api['abandoned_value']} EUR"
+    assert float(board["kpis"]["pages_per_session"]) == round(api["pages_per_session"], 2)
+    seconds = round(api["average_session_seconds"])
+    assert board["kpis"]["average_session_seconds"] == (
+        f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    )
+
+
+def assert_carts_history(page: Page, url: str) -> None:
+    """The carts panel: 8 slices of 15 minutes ending at the window end, each the API's."""
+    page.wait_for_selector("body[data-carts]", timeout=10_000)
+    rows = page.evaluate(
+        """() => [...document.querySelectorAll('#carts-history li')]
+            .map(li => [li.dataset.name, li.dataset.carts, li.dataset.value])"""
+    )
+    now = api(url, "window=15m")
+    assert [r[0] for r in rows][-1] == now["from"] and len(rows) == 8
+    ends = [r[0] for r in rows[1:]] + [now["to"]]
+    for (start, carts, value), end in zip(rows, ends, strict=True):
+        got = api(url, f"from={start}&to={end}")
+        assert int(carts) == got["abandoned_carts"], start
+        assert value == got["abandoned_value"] + (" EUR" if got["abandoned_carts"] else "")
+    assert sum(int(r[1]) for r in rows) > 0
+    day = api(url, f"to={now['to']}&window=1d")
+    rate = page.get_attribute('[data-carts="cart_recovery_rate"]', "data-value")
+    want = day["cart_recovery_rate"]
+    assert (rate == "") if want is None else (float(rate or "nan") == want)
 
 
 def api(url: str, query: str) -> dict[str, Any]:
@@ -113,6 +143,7 @@ def test_the_board_shows_the_apis_numbers_alerts_and_refreshes(make_settings, ho
             board = shown(page)
             assert_same_as_api(board, fifteen)
             assert board["alerts"] == ["CartAbandonmentSpike"]
+            assert_carts_history(page, url)
             assert page.text_content("#alert-count") == "1"
 
             page.click("button[data-window='1h']")
