@@ -75,6 +75,7 @@ class Bench:
                 "state_dir": self.root / "state",
                 "worker_id": f"bench-{self.run_id}",
                 "worker_web_port": 0,
+                "customer_worker_web_port": 0,
             }
         )
         self.say(
