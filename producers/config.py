@@ -90,6 +90,12 @@ class TrafficConfig:
     accounts: int = 200
     users_per_account: int = 5
     currency: str = "USD"
+    # After an order of a known customer (a user or an account), the customer comes back with
+    # this probability and orders again after an exponential delay of this mean (event time).
+    repurchase_probability: float = 0.3
+    repurchase_interval_s: float = 7 * 86_400.0
+    # Share of known shoppers who log in at their first add to cart (anonymous before it).
+    login_at_cart_share: float = 0.0
     catalog_size: int = 5_000
     daily_amplitude: float = 0.0
     daily_peak_hour: float = 20.0
@@ -111,6 +117,8 @@ class TrafficConfig:
             "returning_share": self.returning_share,
             "b2b_share": self.b2b_share,
             "daily_amplitude": self.daily_amplitude,
+            "repurchase_probability": self.repurchase_probability,
+            "login_at_cart_share": self.login_at_cart_share,
         }
         for name, value in shares.items():
             if not 0 <= value <= 1:
@@ -125,6 +133,12 @@ class TrafficConfig:
             raise ValueError("max_delay must be positive when late_share is set")
         if min(self.users, self.accounts, self.users_per_account, self.catalog_size) < 1:
             raise ValueError("users, accounts, users_per_account and catalog_size must be >= 1")
+        if self.repurchase_probability >= 1:
+            raise ValueError("repurchase_probability must be below 1 (every order would repeat)")
+        if not 0 < self.repurchase_interval_s < math.inf:
+            raise ValueError(
+                f"repurchase_interval must be positive, got {self.repurchase_interval_s}"
+            )
         if self.warmup_s < 0:
             raise ValueError("warmup must be >= 0")
         if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):

@@ -66,6 +66,14 @@ def build_manifest(
             "devices": dict(config.devices),
             "countries": dict(config.countries),
             "cvr_factors": {k: dict(v) for k, v in config.cvr_factors.items()},
+            "returning_share": config.returning_share,
+            "users": config.users,
+            "b2b_share": config.b2b_share,
+            "accounts": config.accounts,
+            "users_per_account": config.users_per_account,
+            "repurchase_probability": config.repurchase_probability,
+            "repurchase_interval_s": config.repurchase_interval_s,
+            "login_at_cart_share": config.login_at_cart_share,
         },
         "sink": sink,
         "start": format_ts(start_ms),
@@ -77,6 +85,7 @@ def build_manifest(
         "run": {k: v for k, v in report.items() if k != "totals"},
         "totals": truth.totals(),
         "minutes": truth.minutes(),
+        "customers": {"totals": truth.customers.totals(), "days": truth.customers.days()},
     }
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "SessionMark",
     "TrafficModel",
     "invalid_line",
+    "money",
 ]
 
 # Entry kinds. VALID and LATE are first copies of valid events (LATE: delivered after its ts by up
@@ -61,18 +62,39 @@ _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
 class SessionMark:
     """Per-session ground-truth state, filled in as the session's lines are emitted."""
 
-    __slots__ = ("min_ts", "order_counted", "pending", "revenue_cents")
+    __slots__ = (
+        "customer",
+        "login_ts",
+        "min_ts",
+        "order_counted",
+        "order_id",
+        "pending",
+        "revenue_cents",
+    )
 
     def __init__(self) -> None:
         self.min_ts: list[int] | None = None
         self.pending = 0
         self.revenue_cents = 0
         self.order_counted = False
+        self.customer: str | None = None  # account_id, else user_id (the worker's rule)
+        self.login_ts = 0  # events before this ts carry no identity (a login at the cart)
+        self.order_id = ""
+
+    def customer_at(self, ts: int) -> str | None:
+        """The customer of the session's event at ts: none before the login."""
+        return self.customer if ts >= self.login_ts else None
 
 
 # (emit_ms, seq, kind, line, key, session, stage, ts_ms); heap order is (emit_ms, seq). For
 # INVALID entries the stage slot holds the index in INVALID_KINDS.
 Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
+
+
+def money(cents: int) -> str:
+    """Exact decimal string with 2 decimals from integer cents."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
@@ -95,6 +117,8 @@ class TrafficModel:
         self._rng = random.Random(seed)
         self._heap: list[Entry] = []
         self._seq = 0
+        # Customers coming back to order again: (event time ms, seq, user_id, account index).
+        self._returns: list[tuple[int, int, str, int]] = []
         rng = self._rng
         self._channels = _cumulative(config.channels)
         self._devices = _cumulative(config.devices)
@@ -112,6 +136,7 @@ class TrafficModel:
             1.0 + config.duplicate_share + config.invalid_share
         )
         self.session_rate = config.rate / (events_normal * line_factor)
+        self.events_per_return_session = self._carting_events(len(self._pass))
         self._gap_ms = 1_000.0 * config.think_scale  # a think time's milliseconds per second
 
     # Expectations -------------------------------------------------------------------------
@@ -124,9 +149,39 @@ class TrafficModel:
         for p in self._pass:
             reach *= p
             steps += reach  # one event per checkout step passed, and the purchase
-        # carting: landing + pre-cart pages, one add_to_cart per item, one page per extra item
-        carting = 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS + steps
-        return (1.0 - cart) * browse + cart * carting
+        return (1.0 - cart) * browse + cart * self._carting_events(steps)
+
+    @staticmethod
+    def _carting_events(steps: float) -> float:
+        # landing + pre-cart pages, one add_to_cart per item, one page per extra item, steps
+        return 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS + steps
+
+    def returns_per_session(self, elapsed_s: float) -> float:
+        """Expected sessions of customers coming back, per new session, elapsed_s into the run.
+
+        A known customer's order (share known x cvr of new sessions) brings the customer back
+        with probability q after Exp(interval); that session orders and may bring it back
+        again. The k-th return is due after an Erlang(k) time: sum of q^k P(Erlang(k) <= t).
+        Approximate (scenarios and the minutes from arrival to order are left out); the pacer's
+        nudge takes up the rest.
+        """
+        cfg = self.config
+        q = cfg.repurchase_probability
+        if q <= 0 or elapsed_s <= 0:
+            return 0.0
+        known = cfg.b2b_share + (1.0 - cfg.b2b_share) * cfg.returning_share
+        x = elapsed_s / cfg.repurchase_interval_s
+        term = math.exp(-x)  # e^-x x^i / i!, i = k - 1
+        below = 0.0  # P(Poisson(x) < k)
+        total, weight = 0.0, 1.0
+        for k in range(1, 500):
+            below += term
+            term *= x / k
+            weight *= q
+            total += weight * max(0.0, 1.0 - below)
+            if weight < 1e-9:
+                break
+        return known * cfg.cvr * total
 
     def daily_shape(self, ms: int) -> float:
         """Arrival multiplier of the daily shape (mean 1), peaking at daily_peak_hour UTC."""
@@ -143,6 +198,8 @@ class TrafficModel:
         surge = self.timeline.surge(offset) if self.timeline.has_surges else 0.0
         events = self.daily_shape(ms) * self.events_per_session
         events += surge * self.events_per_surge_session
+        elapsed_s = offset + cfg.warmup_s
+        events += self.returns_per_session(elapsed_s) * self.events_per_return_session
         kept = (1.0 - cfg.loss_share) * (1.0 - self.timeline.loss(offset))
         return self.session_rate * events * kept * (1.0 + cfg.duplicate_share + cfg.invalid_share)
 
@@ -157,8 +214,13 @@ class TrafficModel:
         arrival = self.start_ms - self.config.warmup_s * 1_000.0
         timeline = self.timeline
         base = self.session_rate / 1_000.0  # sessions per millisecond
+        returns = self._returns
         while True:
-            while not heap or arrival <= heap[0][0]:
+            while not heap or min(arrival, returns[0][0] if returns else arrival) <= heap[0][0]:
+                if returns and returns[0][0] <= arrival:
+                    at, _, user, account = pop(returns)
+                    self._session(at, False, (user, account))
+                    continue
                 at = math.floor(arrival)
                 shape = self.daily_shape(at)
                 surge = timeline.surge((at - self.start_ms) / 1e3) if timeline.has_surges else 0.0
@@ -179,7 +241,8 @@ class TrafficModel:
             n += 1
         return n
 
-    def _session(self, arrival: int, surge: bool) -> None:
+    def _session(self, arrival: int, surge: bool, buyer: tuple[str, int] | None = None) -> None:
+        """One session; a buyer (user_id, account index or -1) comes back and orders."""
         cfg = self.config
         rng = self._rng
         rand = rng.random
@@ -187,19 +250,30 @@ class TrafficModel:
         channel = self._channels[0][bisect.bisect(self._channels[1], rand())]
         device = self._devices[0][bisect.bisect(self._devices[1], rand())]
         country = self._countries[0][bisect.bisect(self._countries[1], rand())]
-        common: dict[str, object] = {"session_id": sid}
+        who: dict[str, object] = {}  # the identity fields, from the login on
         b2b = False
-        if rand() < cfg.b2b_share:
+        account = -1
+        if buyer is not None:
+            user, account = buyer
+            b2b = account >= 0
+            if b2b:  # another buyer of the account, often: several users order for it
+                user = f"b2b-{account:05d}-{rng.randrange(cfg.users_per_account):02d}"
+            who["user_id"] = user
+        elif rand() < cfg.b2b_share:
             b2b = True
             account = rng.randrange(cfg.accounts)
-            member = rng.randrange(cfg.users_per_account)
-            common["user_id"] = f"b2b-{account:05d}-{member:02d}"
-            common["account_id"] = f"acct-{account:05d}"
+            who["user_id"] = f"b2b-{account:05d}-{rng.randrange(cfg.users_per_account):02d}"
         elif rand() < cfg.returning_share:
-            common["user_id"] = f"u-{rng.randrange(cfg.users):07d}"
-        common.update(channel=channel, device=device, country=country)
+            who["user_id"] = f"u-{rng.randrange(cfg.users):07d}"
+        if b2b:
+            who["account_id"] = f"acct-{account:05d}"
+        # Shoppers who log in at the cart browse anonymously before it (and, never carting,
+        # stay anonymous): the worker attributes each event on its own.
+        login_at_cart = bool(who) and cfg.login_at_cart_share > 0
+        login_at_cart = login_at_cart and rand() < cfg.login_at_cart_share
+        segment: dict[str, object] = {"channel": channel, "device": device, "country": country}
         currency = cfg.currency
-        cart_rate = self._cart_by_segment[(channel, device, country)]
+        cart_rate = 1.0 if buyer else self._cart_by_segment[(channel, device, country)]
         if surge:
             cart_rate *= _SURGE_CART_FACTOR
         catalog = self._catalog
@@ -216,23 +290,26 @@ class TrafficModel:
                     t += gap(rng, _PAGE_GAP)
                 # Popular products are viewed more: index density falls off like a square law.
                 add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
-            self._push_session(sid, common, events, 0)
+            self._push_session(sid, segment, events, 0, {} if login_at_cart else who, 0)
             return
         add((t, 0, "visit", {"page": "/"}))
         for _ in range(self._geometric(rng, _PRE_CART_EXTRA_PAGES)):
             t += gap(rng, _PAGE_GAP)
             add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
         basket = 0
+        login_ts = 0
         for i in range(1 + self._geometric(rng, _EXTRA_ITEMS)):
             sku, price = catalog[int(size * rand() ** 2)]
             if i:
                 t += gap(rng, _PAGE_GAP)
                 add((t, 0, "visit", {"page": f"/p/{sku}"}))
             t += gap(rng, _PAGE_GAP) // 4  # the button is near: a few seconds
+            if login_at_cart and not i:
+                login_ts = t
             r = rand()
             qty = (1 + rng.randrange(20)) if b2b else (1 if r < 0.8 else 2 if r < 0.94 else 3)
             basket += qty * price
-            unit_price = f"{price // 100}.{price % 100:02d}"
+            unit_price = money(price)
             fields: dict[str, object] = {
                 "sku": sku,
                 "quantity": qty,
@@ -245,17 +322,24 @@ class TrafficModel:
         revenue_cents = 0
         for k, p in enumerate(self._pass):
             t += gap(rng, _STEP_GAP if k < len(steps) else _ORDER_GAP)
-            if rand() >= p:
+            if buyer is None and rand() >= p:
                 break
             if k == len(steps):
                 revenue_cents = basket
-                revenue = f"{basket // 100}.{basket % 100:02d}"
+                revenue = money(basket)
                 order: dict[str, object] = {
                     "order_id": f"o-{sid[2:]}",
                     "revenue": revenue,
                     "currency": currency,
                 }
                 add((t, k + 2, "purchase", order))
+                user_id = who.get("user_id")
+                q = cfg.repurchase_probability
+                if isinstance(user_id, str) and q and rand() < q:
+                    # The customer comes back (the interval is event time, not think time).
+                    self._seq += 1
+                    back = t + round(rng.expovariate(1.0 / cfg.repurchase_interval_s) * 1_000)
+                    heapq.heappush(self._returns, (back, self._seq, user_id, account))
                 break
             step = steps[k]
             if timeline.has_failures:
@@ -265,14 +349,16 @@ class TrafficModel:
                     add((t, 0, "visit", {"page": f"/checkout/{step}?error=1"}))
                     break
             add((t, k + 2, "checkout_step", {"step": step}))
-        self._push_session(sid, common, events, revenue_cents)
+        self._push_session(sid, segment, events, revenue_cents, who, login_ts)
 
     def _push_session(
         self,
         sid: str,
-        common: dict[str, object],
+        segment: dict[str, object],
         events: list[tuple[int, int, str, dict[str, object]]],
         revenue: int,
+        who: dict[str, object],
+        login_ts: int,
     ) -> None:
         """Serialise a session's events; schedule them with late, lost, duplicate and bad lines."""
         cfg = self.config
@@ -288,6 +374,10 @@ class TrafficModel:
             return  # a warm-up session over before the run starts: nothing of it is sent
         mark = SessionMark()
         mark.revenue_cents = revenue
+        customer = who.get("account_id") or who.get("user_id")
+        mark.customer = customer if isinstance(customer, str) else None
+        mark.login_ts = login_ts
+        mark.order_id = f"o-{sid[2:]}"
         seq = self._seq
         for n, (ts, stage, type_, fields) in enumerate(events):
             emit = ts
@@ -304,8 +394,17 @@ class TrafficModel:
             if lost and rand() < lost:
                 push(heap, (emit, seq, LOST, None, None, None, stage, ts))
                 continue
+            ident = who if ts >= login_ts else {}
             line = event_line(
-                {"event_id": f"{sid}-{n}", "type": type_, "ts": format_ts(ts), **common, **fields}
+                {
+                    "event_id": f"{sid}-{n}",
+                    "type": type_,
+                    "ts": format_ts(ts),
+                    "session_id": sid,
+                    **ident,
+                    **segment,
+                    **fields,
+                }
             )
             push(heap, (emit, seq, kind, line, sid, mark, stage, ts))
             mark.pending += 1
@@ -339,8 +438,8 @@ def invalid_line(rng: random.Random, line: str) -> tuple[str, str | None, int]:
     elif kind == "naive_ts":
         obj["ts"] = obj["ts"].rstrip("Z")
     elif kind == "negative_money":
-        money = "revenue" if obj["type"] == "purchase" else "unit_price"
-        obj[money] = f"-{obj[money]}"
+        amount = "revenue" if obj["type"] == "purchase" else "unit_price"
+        obj[amount] = f"-{obj[amount]}"
     else:
         obj["type"] = "refund"
     key = obj.get("session_id")

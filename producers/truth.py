@@ -5,20 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark
+from producers.customer_truth import CustomerTruth
+from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
 from streams.contract.times import format_ts
 
 __all__ = ["BUCKET_MS", "GroundTruth", "money"]
 
 BUCKET_MS = 60_000  # manifest buckets: event-time minutes aligned to the epoch
 _INF = 1 << 62
-
-
-def money(cents: int) -> str:
-    """Exact decimal string with 2 decimals from integer cents."""
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
 class GroundTruth:
@@ -45,6 +39,7 @@ class GroundTruth:
         self.invalid_by_kind = dict.fromkeys(INVALID_KINDS, 0)
         self.first_ts: int | None = None
         self.last_ts: int | None = None
+        self.customers = CustomerTruth()
 
     def _bucket(self, ms: int) -> list[int]:
         start = ms - ms % BUCKET_MS
@@ -73,6 +68,7 @@ class GroundTruth:
                 self.late += 1
             self.events += 1
             self._bucket(ts)[self._n + 2] += 1
+            self.customers.event(mark, ts)
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
             if self.last_ts is None or ts > self.last_ts:
@@ -88,6 +84,7 @@ class GroundTruth:
             row = self._bucket(ts)
             row[self._n] += 1
             row[self._n + 1] += mark.revenue_cents
+            self.customers.order(mark, ts)
         mark.pending -= 1
         if mark.pending == 0:
             self._settle(mark)

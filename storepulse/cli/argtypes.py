@@ -8,7 +8,16 @@ from typing import TypeVar
 
 from streams.contract.times import parse_duration, parse_instant_ms, whole_seconds
 
-__all__ = ["count", "duration_s", "instant_ms", "instant_s", "positive", "seconds", "share"]
+__all__ = [
+    "count",
+    "duration_s",
+    "instant_ms",
+    "instant_s",
+    "positive",
+    "positive_seconds",
+    "seconds",
+    "share",
+]
 
 T = TypeVar("T")
 
@@ -64,6 +73,7 @@ def _instant_s(text: str) -> int:
 
 
 seconds = _argument(_seconds)  # 90, 1.5m, 2h: a non-negative number of seconds
+positive_seconds = _argument(parse_duration)  # 90, 1.5m, 12h, 7d: positive seconds
 duration_s = _argument(whole_seconds)  # 900, 15m, 1h, 7d: whole seconds, positive
 instant_ms = _argument(parse_instant_ms)  # ISO 8601 with a zone, or epoch milliseconds
 instant_s = _argument(_instant_s)  # the same, floored to epoch seconds

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from storepulse.cli._publishing import add_kafka_options, fail, progress_enabled
-from storepulse.cli.argtypes import count, positive, seconds, share
+from storepulse.cli.argtypes import count, positive, positive_seconds, seconds, share
 from storepulse.cli.signals import stop_request
 from streams.loop import use_event_loop
 from streams.settings import Settings
@@ -27,7 +27,12 @@ about half as well as desktop.
 Output goes to the Kafka topic of the settings (key = session_id, batched, compressed), paced in
 real time at --rate with event time = now; or with --out to a JSONL file (.gz by suffix), as
 fast as possible, event time simulated from --start. --manifest writes the seed, the arguments,
-the scenarios and the realized ground truth per minute.
+the scenarios and the realized ground truth: the funnel per minute, the customers per day.
+
+Customers come back: after an order, a known user or B2B account returns with
+--repurchase-probability after about --repurchase-interval (event time) and orders again; to
+see it in a run, make the interval shorter than the run (e.g. --repurchase-interval 6h over
+days of event time from --start).
 
 Scenarios (repeatable, combinable): --scenario NAME[:start=S,duration=S,strength=X,step=STEP]
 with times in seconds from the run start (suffixes s, m, h allowed); without duration a scenario
@@ -219,6 +224,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=5,
         help="buyers per B2B account (default 5)",
     )
+    model.add_argument(
+        "--repurchase-probability",
+        type=share(),
+        default=0.3,
+        metavar="P",
+        help="after an order of a known customer (user or account), the chance that it comes "
+        "back and orders again (default 0.3; each repeat order may bring it back again)",
+    )
+    model.add_argument(
+        "--repurchase-interval",
+        type=positive_seconds,
+        default=7 * 86_400.0,
+        metavar="DURATION",
+        help="mean time (event time, exponential) from an order to the customer's next visit "
+        "that orders: 90s, 5m, 12h, 7d (default 7d); a B2B account comes back as any of its "
+        "buyers",
+    )
+    model.add_argument(
+        "--login-at-cart",
+        type=share(),
+        default=0.0,
+        metavar="SHARE",
+        help="share of known shoppers who browse anonymously and log in at their first add to "
+        "cart (default 0: identified from the first event)",
+    )
     model.add_argument("--currency", default="USD", help="ISO 4217 currency (default USD)")
     model.add_argument(
         "--daily-shape",
@@ -323,6 +353,9 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         b2b_share=args.b2b_share,
         accounts=args.accounts,
         users_per_account=args.users_per_account,
+        repurchase_probability=args.repurchase_probability,
+        repurchase_interval_s=args.repurchase_interval,
+        login_at_cart_share=args.login_at_cart,
         currency=args.currency.upper(),
         daily_amplitude=args.daily_shape,
         daily_peak_hour=args.peak_hour,

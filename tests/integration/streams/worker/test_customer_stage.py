@@ -141,14 +141,19 @@ def customer_accounted(settings: Settings) -> tuple[int, int]:
     return done, left
 
 
-def wait_both_stages(settings: Settings, n: int, workers: list[harness.Worker]) -> int:
-    """Stage 1 accounts for n messages, the outboxes drain, stage 2 applies every fact."""
+def wait_both_stages(
+    settings: Settings, n: int, workers: list[harness.Worker], facts_known: int | None = None
+) -> int:
+    """Stage 1 accounts for n messages, the outboxes drain, stage 2 applies every fact (all of
+    the topic; facts_known: that many, when the test knows how many there are)."""
     harness.wait_accounted(settings, n, timeout=120, worker=workers[0])
     deadline = time.monotonic() + 120
     while customer_accounted(settings)[1] > 0:
         assert time.monotonic() < deadline, "the outbox never drained"
         time.sleep(0.2)
-    facts = asyncio.run(harness.consume_all(settings.kafka_bootstrap, settings.customer_topic))
+    facts = asyncio.run(
+        harness.consume_all(settings.kafka_bootstrap, settings.customer_topic, facts_known)
+    )
     while (done := customer_accounted(settings)[0]) < len(facts):
         for w in workers:
             assert w.alive(), w.proc.log_tail(40)
@@ -205,34 +210,6 @@ def stages(settings: Settings, run_dir: Path, suffix: str = "") -> list[harness.
         harness.Worker(settings, run_dir, f"worker{suffix}").start(),
         harness.Worker(settings, run_dir, f"customers{suffix}", "customers-worker").start(),
     ]
-
-
-def test_customers_across_partitions_are_exact(make_settings, tmp_path: Path) -> None:
-    settings = stage_settings(make_settings)
-    now_ms = int(time.time() * 1000)
-    trace = make_customer_trace(300, now_ms, seed=3)
-    asyncio.run(harness.produce(settings.kafka_bootstrap, settings.topic, trace))
-    messages = asyncio.run(published(settings, len(trace)))
-    workers = stages(settings, tmp_path)
-    try:
-        n_facts = wait_both_stages(settings, len(trace), workers)
-    finally:
-        for w in workers:
-            w.stop()
-    events = accepted_events(messages, now_ms)
-    # Some customer had sessions on more than one events partition.
-    where: dict[str, set[int]] = {}
-    sessions = {e["session_id"] for e in events}
-    for (p, _), value in messages.items():
-        body = json.loads(value) if value.startswith(b'{"event_id') else {}
-        who = body.get("account_id") or body.get("user_id")
-        if who and body["session_id"] in sessions:
-            where.setdefault(who, set()).add(p)
-    assert max(len(parts) for parts in where.values()) >= 3
-    assert n_facts == sum(
-        v for k, v in harness.accounted(settings).items() if k.startswith("fx|")
-    )  # a clean run publishes each fact once
-    assert_reports(reports(settings, now_ms), expected(events, now_ms))
 
 
 def test_kill_9_of_both_stages_mid_stream_then_restart_is_exact(
@@ -324,17 +301,30 @@ def wait_log(worker: harness.Worker, text: str, timeout: float = 90) -> None:
     raise AssertionError(f"{text!r} not in the log of {worker.proc.spec.name}")
 
 
-def test_history_import_good_bad_and_again(make_settings, tmp_path: Path) -> None:
+def test_customers_across_partitions_then_the_history_import(make_settings, tmp_path: Path) -> None:
+    """A clean run of both stages is exact; then imports (bad, good, again, changed) on it."""
     settings = stage_settings(make_settings)
     now_ms = int(time.time() * 1000)
-    trace = make_customer_trace(200, now_ms, seed=13)
+    trace = make_customer_trace(300, now_ms, seed=3)
     asyncio.run(harness.produce(settings.kafka_bootstrap, settings.topic, trace))
     messages = asyncio.run(published(settings, len(trace)))
     events = accepted_events(messages, now_ms)
     workers = stages(settings, tmp_path)
     head = "customer_id,first_order_at,orders,last_order_at\n"
     try:
-        wait_both_stages(settings, len(trace), workers)
+        facts = wait_both_stages(settings, len(trace), workers)
+        # Some customer had sessions on more than one events partition.
+        where: dict[str, set[int]] = {}
+        sessions = {e["session_id"] for e in events}
+        for (p, _), value in messages.items():
+            body = json.loads(value) if value.startswith(b'{"event_id') else {}
+            who = body.get("account_id") or body.get("user_id")
+            if who and body["session_id"] in sessions:
+                where.setdefault(who, set()).add(p)
+        assert max(len(parts) for parts in where.values()) >= 3
+        assert facts == sum(
+            v for k, v in harness.accounted(settings).items() if k.startswith("fx|")
+        )  # a clean run publishes each fact once
         before = reports(settings, now_ms)
         assert_reports(before, expected(events, now_ms))
 
@@ -347,7 +337,6 @@ def test_history_import_good_bad_and_again(make_settings, tmp_path: Path) -> Non
         assert result.returncode == 2
         assert "line 3: orders must be a whole number >= 1" in result.stderr
         assert "nothing was imported" in result.stderr and "Traceback" not in result.stderr
-        facts = wait_both_stages(settings, len(trace), workers)
 
         good = tmp_path / "history.csv"
         rows = {"u-1": 1, "u-2": 2, "acct-0": 3}
@@ -359,19 +348,20 @@ def test_history_import_good_bad_and_again(make_settings, tmp_path: Path) -> Non
         )
         out = harness.run_cli(["customers", "import", str(good), "--json"], settings)
         assert json.loads(out.stdout)["rows"] == 3
+        # The whole topic: the 3 rows, and nothing of the bad file.
         assert wait_both_stages(settings, len(trace), workers) == facts + 3
         imported = reports(settings, now_ms)
         assert_reports(imported, expected(events, now_ms, rows))
         assert imported != before  # the history moved new, repeat and cohort figures
 
         harness.run_cli(["customers", "import", str(good)], settings)  # again: no change
-        wait_both_stages(settings, len(trace), workers)
+        wait_both_stages(settings, len(trace), workers, facts + 6)
         assert reports(settings, now_ms) == imported
 
         rows["u-2"] = 1  # a changed row replaces the earlier one
         good.write_text(head + "u-2,2024-01-01T00:00:00Z,1,2025-01-01T00:00:00Z\n")
         harness.run_cli(["customers", "import", str(good)], settings)
-        wait_both_stages(settings, len(trace), workers)
+        wait_both_stages(settings, len(trace), workers, facts + 7)
         assert_reports(reports(settings, now_ms), expected(events, now_ms, rows))
     finally:
         for w in workers:
