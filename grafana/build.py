@@ -496,6 +496,96 @@ def _pipeline() -> list[Any]:
     ]
 
 
+def _carts() -> list[Any]:
+    window = f'window="$window", {_SEGMENT}'
+    value = _timeseries(
+        "Value at risk vs its alert threshold",
+        "Value of the carts abandoned over 15 minutes (first seen, per currency), its 6 h "
+        "baseline per 15 minutes and the AbandonedCartValueSpike threshold (twice the "
+        "baseline, with at least 20 carts). A cart counts once its session ended: 30 min after "
+        "the shopper's last event by default.",
+        [
+            _query("storepulse:cart_value_abandoned:increase15m", "{{currency}} 15m"),
+            _query(
+                "storepulse:cart_value_abandoned:increase15m_avg6h_offset15m",
+                "{{currency}} baseline",
+                ref="B",
+            ),
+            _query(
+                "storepulse:cart_value_abandoned:alert_threshold",
+                "{{currency}} alert threshold",
+                ref="C",
+            ),
+        ],
+        "none",
+        span=12,
+        minimum=0,
+    )
+    value = value.with_override(*_dashed_red("C"))
+    return [
+        _timeseries(
+            "Abandoned carts and value at risk (event time)",
+            "Carts of the sessions that ended in the window without an order, and their value "
+            "per currency: exact, from the event-time buckets (a late order takes a cart out).",
+            [
+                _query(f"storepulse_window_carts_abandoned{{{window}}}", "carts"),
+                _query(
+                    'storepulse_window_cart_value_abandoned{window="$window"}',
+                    "value {{currency}}",
+                    ref="B",
+                ),
+            ],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+        value,
+        _timeseries(
+            "Bounce rate",
+            "Ended sessions whose events were exactly one visit: the event-time window's "
+            "(exact) and the last 15 minutes of first-seen counters (not below 20 sessions).",
+            [
+                _query(f"storepulse_bounce_ratio{{{window}}}", "window"),
+                _query(f"storepulse:bounce_ratio:rate15m{{{_SEGMENT}}}", "15m rule", ref="B"),
+            ],
+            "percentunit",
+            span=6,
+            minimum=0,
+            maximum=1,
+        ),
+        _timeseries(
+            "Time on site",
+            "Event-time duration of the sessions that ended (last event - first event): the "
+            "mean over 15 minutes and the median and 95th percentile of the histogram.",
+            [
+                _query("storepulse:session_duration_seconds:mean15m", "mean 15m"),
+                *[
+                    _query(
+                        f"histogram_quantile({q}, sum by (le) (max without (instance) "
+                        "(rate(storepulse_session_duration_seconds_bucket[$__rate_interval]))))",
+                        f"p{round(q * 100)}",
+                        ref=ref,
+                    )
+                    for q, ref in ((0.5, "B"), (0.95, "C"))
+                ],
+            ],
+            "s",
+            span=6,
+            minimum=0,
+        ),
+        _timeseries(
+            "Carts recovered / h",
+            "Abandoned carts whose customer ordered within STOREPULSE_RECOVERY_WINDOW_SECONDS "
+            "of their end, counted when the customer stage saw the recovery; the exact figures "
+            "by bucket are in `storepulse kpis` (recovered_carts, cart_recovery_rate).",
+            [_query("storepulse:carts_recovered:increase1h", "recovered")],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+    ]
+
+
 def _customers() -> list[Any]:
     today = 'period="day"'
     return [
@@ -632,6 +722,7 @@ def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, 
         ("Funnel", _funnel(checkout_steps)),
         ("Alerts and their thresholds (15 min vs 6 h baseline)", _alerts()),
         ("By channel and device", _segments()),
+        ("Sessions and carts", _carts()),
         ("Customers (the customer stage)", _customers()),
         ("Pipeline health", _pipeline()),
     ]

@@ -45,8 +45,10 @@ def grafana_build() -> ModuleType:
 
 
 def test_every_dashboard_expression_returns_data(make_settings, tmp_path: Path) -> None:
-    # 5 s buckets: the event-time window gauges have complete buckets within seconds.
-    s = make_settings(partitions=3, bucket_seconds=5)
+    # 5 s buckets: the event-time window gauges have complete buckets within seconds. Sessions
+    # end a minute after their last event (the shortest timeout): the live traffic's bounces
+    # end within the test, the sessions and carts rules get their samples.
+    s = make_settings(partitions=3, bucket_seconds=5, session_timeout_seconds=60)
     expressions = grafana_build().panel_expressions()
     assert len(expressions) > 30
     rules = write_short_rules(tmp_path)
@@ -90,7 +92,7 @@ def test_every_dashboard_expression_returns_data(make_settings, tmp_path: Path) 
                     harness.Worker(s, tmp_path, "customers", "customers-worker").start(),
                 ]
                 missing = dict(expressions)
-                deadline = time.monotonic() + 75
+                deadline = time.monotonic() + 100
                 while missing and time.monotonic() < deadline:
                     time.sleep(2)
                     for where, expr in list(missing.items()):
