@@ -482,9 +482,8 @@ async def test_the_cart_list_pages_and_expires(pipe: Pipeline) -> None:
     )
     assert [c["session_id"] for c in page["carts"]] == order[:4]
     assert decode_cursor(page["next"])[1] == "k3"  # goes on after the 4th cart
-    assert [c["session_id"] for c in await pipe.carts(customer_only=True)] == ["k7", "k3", "k5"] + [
-        "k1"
-    ]
+    known = [c["session_id"] for c in await pipe.carts(customer_only=True)]
+    assert known == ["k7", "k3", "k5", "k1"]
     worth = await pipe.carts(min_value=Decimal("5.00"))
     assert [c["session_id"] for c in worth] == ["k6", "k7", "k8", "k4", "k5"]
     assert all(Decimal(c["value"]) >= 5 for c in worth)
