@@ -96,6 +96,15 @@ class TrafficConfig:
     repurchase_interval_s: float = 7 * 86_400.0
     # Share of known shoppers who log in at their first add to cart (anonymous before it).
     login_at_cart_share: float = 0.0
+    # Browsing sessions (no cart) that see one page only and leave: bounces.
+    bounce_share: float = 0.35
+    # Carting sessions that take an item out again (one remove_from_cart, at most what was put).
+    removal_share: float = 0.15
+    # Known shoppers who leave with a full cart come back with this probability after an
+    # exponential delay of this mean (event time) and order: their cart is recovered when they
+    # order within STOREPULSE_RECOVERY_WINDOW_SECONDS of its end.
+    cart_return_share: float = 0.2
+    cart_return_delay_s: float = 2 * 86_400.0
     catalog_size: int = 5_000
     daily_amplitude: float = 0.0
     daily_peak_hour: float = 20.0
@@ -119,6 +128,9 @@ class TrafficConfig:
             "daily_amplitude": self.daily_amplitude,
             "repurchase_probability": self.repurchase_probability,
             "login_at_cart_share": self.login_at_cart_share,
+            "bounce_share": self.bounce_share,
+            "removal_share": self.removal_share,
+            "cart_return_share": self.cart_return_share,
         }
         for name, value in shares.items():
             if not 0 <= value <= 1:
@@ -139,6 +151,8 @@ class TrafficConfig:
             raise ValueError(
                 f"repurchase_interval must be positive, got {self.repurchase_interval_s}"
             )
+        if not 0 < self.cart_return_delay_s < math.inf:
+            raise ValueError(f"cart_return_delay must be positive, got {self.cart_return_delay_s}")
         if self.warmup_s < 0:
             raise ValueError("warmup must be >= 0")
         if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):

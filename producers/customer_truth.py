@@ -41,6 +41,10 @@ class CustomerTruth:
         else:
             self._orders.setdefault(customer, []).append((ts, mark.order_id, mark.revenue_cents))
 
+    def orders(self) -> dict[str, list[tuple[int, str, int]]]:
+        """customer -> its counted orders (ts, order_id, cents), in (ts, order_id) order."""
+        return {customer: sorted(placed) for customer, placed in self._orders.items()}
+
     def days(self) -> list[dict[str, Any]]:
         """One row per UTC day from the first to the last day with an event, ascending."""
         ordering: dict[int, set[str]] = {}

@@ -163,7 +163,11 @@ async def generate(
         probe = TrafficModel(config, timeline, seed, start_ms)
         config = replace(config, warmup_s=warmup_for(probe.session_rate, config.think_scale))
     model = TrafficModel(config, timeline, seed, start_ms)
-    truth = GroundTruth(model.stages)
+    truth = GroundTruth(
+        model.stages,
+        settings.session_timeout_seconds * 1_000,
+        settings.recovery_window_seconds * 1_000,
+    )
     sink: Sink
     if opts.out is not None:
         sink = FileSink(opts.out)

@@ -74,6 +74,10 @@ def build_manifest(
             "repurchase_probability": config.repurchase_probability,
             "repurchase_interval_s": config.repurchase_interval_s,
             "login_at_cart_share": config.login_at_cart_share,
+            "bounce_share": config.bounce_share,
+            "removal_share": config.removal_share,
+            "cart_return_share": config.cart_return_share,
+            "cart_return_delay_s": config.cart_return_delay_s,
         },
         "sink": sink,
         "start": format_ts(start_ms),
@@ -86,6 +90,17 @@ def build_manifest(
         "totals": truth.totals(),
         "minutes": truth.minutes(),
         "customers": {"totals": truth.customers.totals(), "days": truth.customers.days()},
+        "sessions": _sessions(truth),
+    }
+
+
+def _sessions(truth: GroundTruth) -> dict[str, Any]:
+    minutes = truth.sessions.minutes(truth.customers.orders())
+    return {
+        "timeout_seconds": truth.sessions.timeout_ms // 1_000,
+        "recovery_window_seconds": truth.sessions.recovery_ms // 1_000,
+        "totals": truth.sessions.totals(minutes),
+        "minutes": minutes,
     }
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import json
 import math
 import random
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
 from producers.config import TrafficConfig
+from producers.invalid import INVALID_KINDS, invalid_line
+from producers.marks import SessionMark, money
 from producers.scenarios import Timeline
 from streams.contract.encode import event_line
-from streams.contract.funnel import funnel_stages
+from streams.contract.funnel import NO_STAGE, funnel_stages
 from streams.contract.times import format_ts
 
 __all__ = [
@@ -35,14 +36,6 @@ __all__ = [
 # an event the tracker never sent (no line; it is kept only to be counted when its time comes).
 VALID, LATE, DUP, INVALID, LOST = 0, 1, 2, 3, 4
 
-INVALID_KINDS = (
-    "truncated",
-    "not_object",
-    "missing_field",
-    "naive_ts",
-    "negative_money",
-    "unknown_type",
-)
 
 # Think times in seconds, log-normal (log of the median, sigma), capped at _MAX_GAP_S: about half
 # a minute per page, a little less per checkout step, a few seconds from review to the order.
@@ -59,42 +52,9 @@ _GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
 
 
-class SessionMark:
-    """Per-session ground-truth state, filled in as the session's lines are emitted."""
-
-    __slots__ = (
-        "customer",
-        "login_ts",
-        "min_ts",
-        "order_counted",
-        "order_id",
-        "pending",
-        "revenue_cents",
-    )
-
-    def __init__(self) -> None:
-        self.min_ts: list[int] | None = None
-        self.pending = 0
-        self.revenue_cents = 0
-        self.order_counted = False
-        self.customer: str | None = None  # account_id, else user_id (the worker's rule)
-        self.login_ts = 0  # events before this ts carry no identity (a login at the cart)
-        self.order_id = ""
-
-    def customer_at(self, ts: int) -> str | None:
-        """The customer of the session's event at ts: none before the login."""
-        return self.customer if ts >= self.login_ts else None
-
-
 # (emit_ms, seq, kind, line, key, session, stage, ts_ms); heap order is (emit_ms, seq). For
 # INVALID entries the stage slot holds the index in INVALID_KINDS.
 Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
-
-
-def money(cents: int) -> str:
-    """Exact decimal string with 2 decimals from integer cents."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
@@ -144,17 +104,19 @@ class TrafficModel:
     def expected_events_per_session(self, surge: bool = False) -> float:
         """Mean valid events per session (before loss, duplicates and scenarios)."""
         cart = self.config.cart_rate * (_SURGE_CART_FACTOR if surge else 1.0)
-        browse = 1.0 + (_SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+        bounce = self.config.bounce_share
+        browse = 1.0 + (1.0 - bounce) * (_SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
         reach, steps = 1.0, 0.0
         for p in self._pass:
             reach *= p
             steps += reach  # one event per checkout step passed, and the purchase
         return (1.0 - cart) * browse + cart * self._carting_events(steps)
 
-    @staticmethod
-    def _carting_events(steps: float) -> float:
-        # landing + pre-cart pages, one add_to_cart per item, one page per extra item, steps
-        return 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS + steps
+    def _carting_events(self, steps: float) -> float:
+        # landing + pre-cart pages, one add_to_cart per item, one page per extra item, a
+        # removal now and then, steps
+        pages = 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS
+        return pages + self.config.removal_share + steps
 
     def returns_per_session(self, elapsed_s: float) -> float:
         """Expected sessions of customers coming back, per new session, elapsed_s into the run.
@@ -167,7 +129,7 @@ class TrafficModel:
         """
         cfg = self.config
         q = cfg.repurchase_probability
-        if q <= 0 or elapsed_s <= 0:
+        if elapsed_s <= 0:
             return 0.0
         known = cfg.b2b_share + (1.0 - cfg.b2b_share) * cfg.returning_share
         x = elapsed_s / cfg.repurchase_interval_s
@@ -181,7 +143,10 @@ class TrafficModel:
             total += weight * max(0.0, 1.0 - below)
             if weight < 1e-9:
                 break
-        return known * cfg.cvr * total
+        # Shoppers who left a full cart and come back to order (once), after Exp(delay).
+        abandoned = cfg.cart_rate - cfg.cvr
+        back = cfg.cart_return_share * (1.0 - math.exp(-elapsed_s / cfg.cart_return_delay_s))
+        return known * (cfg.cvr * total + abandoned * back)
 
     def daily_shape(self, ms: int) -> float:
         """Arrival multiplier of the daily shape (mean 1), peaking at daily_peak_hour UTC."""
@@ -284,7 +249,9 @@ class TrafficModel:
         events: list[tuple[int, int, str, dict[str, object]]] = []
         add = events.append
         if rand() >= cart_rate:
-            pages = 1 + self._geometric(rng, _SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+            pages = 1
+            if rand() >= cfg.bounce_share:  # else a bounce: one page, gone
+                pages += self._geometric(rng, _SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
             for i in range(pages):
                 if i:
                     t += gap(rng, _PAGE_GAP)
@@ -298,6 +265,7 @@ class TrafficModel:
             add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
         basket = 0
         login_ts = 0
+        items: list[tuple[str, int, int]] = []
         for i in range(1 + self._geometric(rng, _EXTRA_ITEMS)):
             sku, price = catalog[int(size * rand() ** 2)]
             if i:
@@ -309,6 +277,7 @@ class TrafficModel:
             r = rand()
             qty = (1 + rng.randrange(20)) if b2b else (1 if r < 0.8 else 2 if r < 0.94 else 3)
             basket += qty * price
+            items.append((sku, qty, price))
             unit_price = money(price)
             fields: dict[str, object] = {
                 "sku": sku,
@@ -317,6 +286,15 @@ class TrafficModel:
                 "currency": currency,
             }
             add((t, 1, "add_to_cart", fields))
+        if rand() < cfg.removal_share:  # one item goes back: part or all of its quantity
+            sku, qty, price = items[rng.randrange(len(items))]
+            out = 1 + rng.randrange(qty)
+            if len(items) == 1:  # something stays in the cart
+                out = min(out, qty - 1)
+            t += gap(rng, _PAGE_GAP) // 4
+            if out:
+                basket -= out * price
+                add((t, NO_STAGE, "remove_from_cart", {"sku": sku, "quantity": out}))
         steps = cfg.checkout_steps
         timeline = self.timeline
         revenue_cents = 0
@@ -349,6 +327,14 @@ class TrafficModel:
                     add((t, 0, "visit", {"page": f"/checkout/{step}?error=1"}))
                     break
             add((t, k + 2, "checkout_step", {"step": step}))
+        # Gone with a full cart: a known shopper may come back days later and order.
+        user_id = who.get("user_id")
+        left = events[-1][2] != "purchase" and basket > 0 and isinstance(user_id, str)
+        if left and cfg.cart_return_share and rand() < cfg.cart_return_share:
+            assert isinstance(user_id, str)
+            self._seq += 1
+            back = events[-1][0] + round(rng.expovariate(1.0 / cfg.cart_return_delay_s) * 1_000)
+            heapq.heappush(self._returns, (back, self._seq, user_id, account))
         self._push_session(sid, segment, events, revenue_cents, who, login_ts)
 
     def _push_session(
@@ -418,29 +404,3 @@ class TrafficModel:
                 bad, key, which = invalid_line(rng, line)
                 push(heap, (emit, seq, INVALID, bad, key, None, which, ts))
         self._seq = seq
-
-
-def invalid_line(rng: random.Random, line: str) -> tuple[str, str | None, int]:
-    """A line the worker must reject, derived from a valid one: (line, key, kind index)."""
-    obj = json.loads(line)
-    obj["event_id"] = f"{obj['event_id']}~bad"  # never collides with a valid event's id
-    which = rng.randrange(len(INVALID_KINDS))
-    kind = INVALID_KINDS[which]
-    if kind == "negative_money" and obj["type"] not in {"add_to_cart", "purchase"}:
-        kind, which = "unknown_type", INVALID_KINDS.index("unknown_type")
-    if kind == "truncated":
-        text = json.dumps(obj, separators=(",", ":"))
-        return text[: rng.randint(1, len(text) - 2)], obj["session_id"], which
-    if kind == "not_object":
-        return json.dumps([obj["type"], obj["ts"], obj["session_id"]]), obj["session_id"], which
-    if kind == "missing_field":
-        del obj[rng.choice(("event_id", "session_id", "ts", "type"))]
-    elif kind == "naive_ts":
-        obj["ts"] = obj["ts"].rstrip("Z")
-    elif kind == "negative_money":
-        amount = "revenue" if obj["type"] == "purchase" else "unit_price"
-        obj[amount] = f"-{obj[amount]}"
-    else:
-        obj["type"] = "refund"
-    key = obj.get("session_id")
-    return json.dumps(obj, separators=(",", ":")), key, which

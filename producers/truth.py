@@ -7,6 +7,8 @@ from typing import Any
 
 from producers.customer_truth import CustomerTruth
 from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
+from producers.session_truth import SessionTruth
+from streams.contract.funnel import NO_STAGE
 from streams.contract.times import format_ts
 
 __all__ = ["BUCKET_MS", "GroundTruth", "money"]
@@ -23,7 +25,12 @@ class GroundTruth:
     count once. Sessions are settled when their last pending line is emitted, or at finish().
     """
 
-    def __init__(self, stages: Iterable[str]) -> None:
+    def __init__(
+        self,
+        stages: Iterable[str],
+        session_timeout_ms: int = 1_800_000,
+        recovery_window_ms: int = 7 * 86_400_000,
+    ) -> None:
         self.stages = tuple(stages)
         n = len(self.stages)
         self._n = n
@@ -40,6 +47,7 @@ class GroundTruth:
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self.customers = CustomerTruth()
+        self.sessions = SessionTruth(session_timeout_ms, recovery_window_ms)
 
     def _bucket(self, ms: int) -> list[int]:
         start = ms - ms % BUCKET_MS
@@ -50,7 +58,7 @@ class GroundTruth:
 
     def record(self, entry: Entry) -> None:
         """Account for one entry as it is emitted (LOST entries: as their time passes)."""
-        _, _, kind, _, _, mark, stage, ts = entry
+        _, _, kind, line, _, mark, stage, ts = entry
         if kind == LOST:
             self.lost += 1
             self._bucket(ts)[self._n + 3] += 1
@@ -69,6 +77,8 @@ class GroundTruth:
             self.events += 1
             self._bucket(ts)[self._n + 2] += 1
             self.customers.event(mark, ts)
+            assert line is not None
+            self.sessions.event(mark, stage, ts, line)
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
             if self.last_ts is None or ts > self.last_ts:
@@ -77,7 +87,7 @@ class GroundTruth:
         if mins is None:
             mins = mark.min_ts = [_INF] * self._n
             self._open.add(mark)
-        if ts < mins[stage]:
+        if stage != NO_STAGE and ts < mins[stage]:  # a removal reaches no stage
             mins[stage] = ts
         if stage == self._n - 1 and not mark.order_counted:
             mark.order_counted = True
@@ -95,6 +105,7 @@ class GroundTruth:
             return
         self._open.discard(mark)
         mark.min_ts = None
+        self.sessions.settle(mark)
         reached = _INF
         for k in range(self._n - 1, -1, -1):
             reached = min(reached, mins[k])

@@ -32,7 +32,10 @@ the scenarios and the realized ground truth: the funnel per minute, the customer
 Customers come back: after an order, a known user or B2B account returns with
 --repurchase-probability after about --repurchase-interval (event time) and orders again; to
 see it in a run, make the interval shorter than the run (e.g. --repurchase-interval 6h over
-days of event time from --start).
+days of event time from --start). Shoppers also leave: a browsing session bounces with
+--bounce-share, a carting one takes an item out with --removal-share, and a known shopper who
+leaves a full cart comes back with --cart-return-share after about --cart-return-delay and
+orders (a recovered cart); the manifest carries the ended sessions and carts per minute.
 
 Scenarios (repeatable, combinable): --scenario NAME[:start=S,duration=S,strength=X,step=STEP]
 with times in seconds from the run start (suffixes s, m, h allowed); without duration a scenario
@@ -249,6 +252,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="share of known shoppers who browse anonymously and log in at their first add to "
         "cart (default 0: identified from the first event)",
     )
+    model.add_argument(
+        "--bounce-share",
+        type=share(),
+        default=0.35,
+        metavar="SHARE",
+        help="share of browsing sessions (no cart) that see one page and leave (default 0.35)",
+    )
+    model.add_argument(
+        "--removal-share",
+        type=share(),
+        default=0.15,
+        metavar="SHARE",
+        help="share of carting sessions that take an item out again (default 0.15)",
+    )
+    model.add_argument(
+        "--cart-return-share",
+        type=share(),
+        default=0.2,
+        metavar="SHARE",
+        help="share of known shoppers leaving with a full cart who come back and order it "
+        "(default 0.2): their carts count as recovered within STOREPULSE_RECOVERY_WINDOW_SECONDS",
+    )
+    model.add_argument(
+        "--cart-return-delay",
+        type=positive_seconds,
+        default=2 * 86_400.0,
+        metavar="DURATION",
+        help="mean time (event time, exponential) from a full cart left behind to the shopper's "
+        "return: 90s, 5m, 12h, 2d (default 2d)",
+    )
     model.add_argument("--currency", default="USD", help="ISO 4217 currency (default USD)")
     model.add_argument(
         "--daily-shape",
@@ -356,6 +389,10 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         repurchase_probability=args.repurchase_probability,
         repurchase_interval_s=args.repurchase_interval,
         login_at_cart_share=args.login_at_cart,
+        bounce_share=args.bounce_share,
+        removal_share=args.removal_share,
+        cart_return_share=args.cart_return_share,
+        cart_return_delay_s=args.cart_return_delay,
         currency=args.currency.upper(),
         daily_amplitude=args.daily_shape,
         daily_peak_hour=args.peak_hour,

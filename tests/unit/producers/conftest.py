@@ -88,6 +88,8 @@ def recount(
             stage = 1
         elif ev.type == "checkout_step":
             stage = 2 + list(steps).index(ev.step)
+        elif ev.type == "remove_from_cart":
+            continue  # not a funnel stage
         else:
             stage = len(stages) - 1
             orders.setdefault(ev.order_id, (ev.ts, ev.revenue))

@@ -87,7 +87,13 @@ def test_every_line_the_model_writes_validates() -> None:
     for obj in valid:
         assert errors(obj) == [], obj
     types = Counter(obj["type"] for obj in valid)
-    assert set(types) == {"visit", "add_to_cart", "checkout_step", "purchase"}, types
+    assert set(types) == {
+        "visit",
+        "add_to_cart",
+        "remove_from_cart",
+        "checkout_step",
+        "purchase",
+    }, types
     assert any("account_id" in obj for obj in valid)
     assert any(isinstance(obj.get("revenue"), str) for obj in valid)
     # The invalid lines were drawn too (they are excluded above, and tested below).

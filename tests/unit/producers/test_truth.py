@@ -10,7 +10,7 @@ from pathlib import Path
 from producers.generate import GenerateOptions, generate
 from producers.manifest import read_manifest
 from producers.scenarios import parse_scenario
-from streams.contract.events import DEFAULT_CHECKOUT_STEPS
+from streams.contract.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected
 from streams.contract.times import format_ts
 from streams.settings import Settings
 from tests.unit.producers.conftest import START_MS, config, recount
@@ -67,6 +67,20 @@ async def test_manifest_equals_a_recount_of_the_emitted_file(tmp_path: Path) -> 
     assert totals["injected"]["late"] > 0
     assert sum(totals["invalid_by_kind"].values()) == counted["invalid"]
     assert totals["orders"] == sum(r["orders"] for r in counted["minutes"].values())
+
+    # Ended sessions and carts by the minute of their end (tests/unit/producers/test_sessions.py
+    # checks them against the reference): every session the manifest counts ends once.
+    sessions = manifest["sessions"]
+    assert (sessions["timeout_seconds"], sessions["recovery_window_seconds"]) == (1_800, 604_800)
+    ended = sum(m["ended_sessions"] for m in sessions["minutes"])
+    parser = EventParser()
+    valid = set()
+    for line in lines:
+        try:
+            valid.add(parser.parse(line).session_id)
+        except Rejected:
+            pass
+    assert ended == sessions["totals"]["ended_sessions"] == len(valid)
 
     # The manifest describes the run: seed, arguments, placed scenarios.
     assert manifest["seed"] == 99
