@@ -28,12 +28,15 @@ from tests.integration.streams.store.test_customers import rounded
 from tests.integration.streams.worker.test_worker import published
 from tests.reference import dumps, event
 from tests.reference_customers import Reference
+from tests.reference_sessions import cart_list, expected_sessions
+from tests.reference_sessions import kpis as session_kpis
 
 pytestmark = pytest.mark.slow
 
 HOUR_MS = 3_600_000
 USERS = [f"u-{i}" for i in range(14)]
 ACCOUNTS = {f"acct-{i}": [f"acct-{i}-user-{j}" for j in range(3)] for i in range(4)}
+SKUS = ["A", "B", "C"]
 
 
 def stage_settings(make_settings: Any, **extra: Any) -> Settings:
@@ -74,6 +77,18 @@ def make_customer_trace(
             ident = who if k >= login_at else {}
             evs.append(event("visit", f"{sid}-v{k}", sid, t, **seg, **ident))
             t += rng.randint(1_000, 40 * 60_000)
+        if rng.random() < 0.5:  # a cart: adds, now and then a removal (of any sku)
+            ident = who if len(evs) >= login_at else {}
+            for j in range(rng.randint(1, 2)):
+                price = rng.choice(["4.50", "19.99", "120.00"])
+                qty = rng.randint(1, 3)
+                extra = {"sku": rng.choice(SKUS), "quantity": qty, "unit_price": price}
+                evs.append(event("add_to_cart", f"{sid}-a{j}", sid, t, **extra, **seg, **ident))
+                t += rng.randint(1_000, 5 * 60_000)
+            if rng.random() < 0.3:
+                extra = {"sku": rng.choice(SKUS), "quantity": rng.randint(1, 4)}
+                evs.append(event("remove_from_cart", f"{sid}-r", sid, t, **extra, **seg, **ident))
+                t += rng.randint(1_000, 60_000)
         if rng.random() < 0.4:
             revenue = f"{rng.randint(100, 40_000) / 100:.2f}"
             currency = "EUR" if rng.random() < 0.9 else "USD"
@@ -205,6 +220,49 @@ def assert_reports(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert sum(r["repeat_customers"] for r in days) > 0
 
 
+def session_range(now_ms: int) -> tuple[int, int]:
+    return (now_ms - 3 * 86_400_000) // 1000, (now_ms + 86_400_000) // 1000
+
+
+def assert_sessions_and_carts(
+    settings: Settings, messages: dict[tuple[int, int], bytes], now_ms: int
+) -> None:
+    """`storepulse kpis` (ended sessions, carts, recoveries) and `storepulse carts` (every
+    page) equal tests/reference_sessions.py over what each partition accepted."""
+    values = [
+        (p, v)
+        for (p, _), v in sorted(messages.items())
+        if b'"session_id": "bad-3"' not in v  # keyed by another id: rejected "key"
+    ]
+    exp = expected_sessions(values, now_ms, lateness_ms=3 * 86_400_000)
+    from_s, to_s = session_range(now_ms)
+    span = ["--from", str(from_s * 1000), "--to", str(to_s * 1000), "--json"]
+    for by in (None, "channel"):
+        got = json.loads(
+            harness.run_cli(["kpis", *span, *(["--by", by] if by else [])], settings).stdout
+        )
+        want = session_kpis(exp, from_s, to_s, by=by)
+        groups = got["groups"] if by else {"all": got}
+        for name, figures in want.items():
+            assert {k: groups[name][k] for k in figures} == figures, (by, name)
+    pages, cursor = [], None
+    while True:
+        more = ["--cursor", cursor] if cursor else []
+        page = json.loads(
+            harness.run_cli(
+                ["carts", "--abandoned", *span, "--limit", "40", *more], settings
+            ).stdout
+        )
+        pages += page["carts"]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == cart_list(exp, from_s, to_s)
+    everything = session_kpis(exp, from_s, to_s)["all"]
+    assert everything["abandoned_carts"] > 20 and everything["recovered_carts"] > 3
+    assert any(c["recovered_at"] for c in pages) and any(c["customer"] is None for c in pages)
+
+
 def stages(settings: Settings, run_dir: Path, suffix: str = "") -> list[harness.Worker]:
     return [
         harness.Worker(settings, run_dir, f"worker{suffix}").start(),
@@ -250,6 +308,7 @@ def test_kill_9_of_both_stages_mid_stream_then_restart_is_exact(
             w.stop()
     assert kills == 4
     assert_reports(reports(settings, now_ms), expected(accepted_events(messages, now_ms), now_ms))
+    assert_sessions_and_carts(settings, messages, now_ms)
 
 
 def test_a_second_worker_of_each_stage_joins_and_leaves(make_settings, tmp_path: Path) -> None:
@@ -327,6 +386,7 @@ def test_customers_across_partitions_then_the_history_import(make_settings, tmp_
         )  # a clean run publishes each fact once
         before = reports(settings, now_ms)
         assert_reports(before, expected(events, now_ms))
+        assert_sessions_and_carts(settings, messages, now_ms)
 
         bad = tmp_path / "bad.csv"
         bad.write_text(
