@@ -183,6 +183,12 @@ class Settings(BaseSettings):
         description="event loop of the worker, the exporter and the generator (asyncio: fallback)",
     )
 
+    session_figures: bool = Field(
+        True,
+        description="the session worker ends sessions and keeps their figures and carts (false: "
+        "the funnel alone, as before; the bench's baseline)",
+    )
+
     # Customers (docs/semantics.md, "Customers")
     customer_facts: bool = Field(
         True,

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from storepulse.bench.agents import naive_key
+from streams.contract.kpis import SessionCounts
 from streams.contract.money import money_units
 from streams.contract.times import parse_ts
 from streams.query.customers import customer_report
@@ -17,6 +18,7 @@ from streams.store.client import connect
 from streams.store.customers import CustomerStore
 from streams.store.funnel import FunnelStore
 from streams.store.keys import SEP, parse_totals
+from streams.store.session_keys import session_counts
 
 __all__ = [
     "Check",
@@ -47,6 +49,8 @@ class Expected:
     revenue_units: int  # ten-thousandths, as the worker stores money
     # The customer figures per UTC day (the manifest's customers.days), for the customer stage.
     customer_days: list[dict[str, Any]] = field(default_factory=list)
+    # The ended sessions and carts per minute of their end (the manifest's sessions.minutes).
+    session_minutes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> Expected:
@@ -60,6 +64,7 @@ class Expected:
             orders=int(t["orders"]),
             revenue_units=money_units(Decimal(t["revenue"])),
             customer_days=list(manifest.get("customers", {}).get("days", [])),
+            session_minutes=list(manifest.get("sessions", {}).get("minutes", [])),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,15 +128,53 @@ def worker_check(expected: Expected) -> Check:
         client = connect(settings)
         try:
             store = FunnelStore(client, settings)
-            totals = await store.totals(await store.partitions())
+            parts = await store.partitions()
+            totals = await store.totals(parts)
+            ended = None
+            if settings.session_figures and expected.session_minutes:
+                ended = await _ended(store, parts, expected.session_minutes)
         finally:
             await client.aclose()
         got = observed(totals, settings.stages)
         want = expected.as_dict()
         diff = {k: {"expected": want[k], "stored": got[k]} for k in want if want[k] != got[k]}
-        return not diff, {"expected": want, "mismatches": diff}
+        detail: dict[str, Any] = {"expected": want, "mismatches": diff}
+        if ended is not None:
+            detail["ended"] = ended
+            if ended["expected"] != ended["stored"]:
+                diff["ended"] = ended
+        return not diff, detail
 
     return check
+
+
+async def _ended(
+    store: FunnelStore, parts: Sequence[int], minutes: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Ended sessions, bounces, pages and abandoned carts with their value, over the minutes
+    every partition's watermark has passed (the manifest's, and the buckets')."""
+    metas = await store.metas(parts)
+    cutoff_ms = min(m.watermark_ms or 0 for m in metas) // 60_000 * 60_000 - 60_000
+    sums = await store.bucket_sums(0, cutoff_ms // 1_000, parts)
+    stored = session_counts(sums.fields).get("all", SessionCounts())
+    final = [m for m in minutes if parse_ts(m["minute"]) < cutoff_ms]
+    return {
+        "before": cutoff_ms,
+        "expected": {
+            "ended": sum(m["ended_sessions"] for m in final),
+            "bounces": sum(m["bounces"] for m in final),
+            "pages": sum(m["pages"] for m in final),
+            "abandoned": sum(m["abandoned_carts"] for m in final),
+            "value_units": sum(money_units(Decimal(m["abandoned_value"])) for m in final),
+        },
+        "stored": {
+            "ended": stored.ended,
+            "bounces": stored.bounces,
+            "pages": stored.pages,
+            "abandoned": stored.abandoned,
+            "value_units": sum(stored.abandoned_units.values()),
+        },
+    }
 
 
 async def facts_published(settings: Settings) -> int:

@@ -17,6 +17,7 @@ _LABELS = {
     "naive": "naive (1 awaited HINCRBY/event)",
     "worker": "worker (exact)",
     "worker_no_facts": "worker without customer facts",
+    "worker_no_sessions": "worker without session figures",
     "customers": "customer stage (facts)",
     "both_stages": "both stages (events in, facts out)",
     "two_workers": "2 workers (exact)",
@@ -134,6 +135,13 @@ def render_table(results: dict[str, Any]) -> str:
     lines.append(line)
     lines.append(f"worker / naive            {results['ratio_vs_naive']:.2f}")
     lines.append(f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}")
+    if "worker_sessions_ratio" in results:
+        lines.append(
+            f"worker / without sessions {results['worker_sessions_ratio']:.2f}   (session end "
+            f"detection: {results['session_end_redis_us_per_event']:.1f} µs Redis, "
+            f"{results['session_end_cpu_us_per_event']:.1f} µs worker CPU per event; "
+            f"{results['ended_sessions']:,} sessions ended)"
+        )
     if "worker_facts_ratio" in results:
         lines.append(
             f"worker / without facts   {results['worker_facts_ratio']:.2f}   "

@@ -114,6 +114,20 @@ def _customer_figures(variants: dict[str, Variant]) -> dict[str, Any]:
     }
 
 
+def _session_figures(variants: dict[str, Variant]) -> dict[str, Any]:
+    """Session end detection's cost: the worker with and without it, in the same run."""
+    w, bare = variants["worker"], variants["worker_no_sessions"]
+    ended = w.check.get("ended", {}).get("stored", {}).get("ended", 0)
+    return {
+        "ended_sessions": ended,
+        "worker_no_sessions_events_per_s": round(bare.events_per_s, 1),
+        "worker_sessions_ratio": round(w.events_per_s / bare.events_per_s, 4),
+        "session_end_redis_us_per_event": round((w.redis_us - bare.redis_us) / w.events, 2),
+        "session_end_cpu_us_per_event": round(1e6 * (w.cpu_s - bare.cpu_s) / w.events, 1),
+        "worker_no_sessions_redis_us_per_event": round(bare.redis_us / bare.events, 2),
+    }
+
+
 def customer_state_only(bench: Bench, figures: dict[str, Any]) -> dict[str, Any]:
     """`storepulse bench --customer-state`: the customer state's figures and the machine's."""
     assert bench.base is not None
@@ -196,6 +210,8 @@ def bench_results(
         results["two_workers_p99_latency_s"] = two_q.get("p99")
     if "customers" in variants:
         results |= _customer_figures(variants)
+    if "worker_no_sessions" in variants:
+        results |= _session_figures(variants)
     if "trivial_batch" in variants:
         tb = variants["trivial_batch"]
         results["trivial_batch_events_per_s"] = round(tb.events_per_s, 1)
@@ -214,6 +230,10 @@ def bench_results(
     if "customers" in variants:
         results["targets"]["worker_facts_ratio"] = _target(
             "worker_facts_ratio", results["worker_facts_ratio"]
+        )
+    if "worker_no_sessions" in variants:
+        results["targets"]["worker_sessions_ratio"] = _target(
+            "worker_sessions_ratio", results["worker_sessions_ratio"]
         )
     if exporter is not None:
         results["targets"] |= _exporter_targets(exporter)

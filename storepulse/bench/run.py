@@ -64,6 +64,15 @@ async def _run(bench: Bench) -> dict[str, Any]:
     facts_topic = f"{bench.base.topic}.customers"
     worker = bench.fresh("worker", customer_topic=facts_topic)
     variants["worker"] = await measure(bench, "worker", "worker", worker, n, worker_check(expected))
+    # The worker without session figures (STOREPULSE_SESSION_FIGURES=false): the funnel alone,
+    # its throughput before sessions ended (the 10 % rule of issue 13), and what session end
+    # detection costs per event (Redis script time and worker CPU, the difference).
+    no_sessions = bench.fresh(
+        "worker_no_sessions", customer_topic=f"{facts_topic}.ns", session_figures=False
+    )
+    variants["worker_no_sessions"] = await measure(
+        bench, "worker_no_sessions", "worker", no_sessions, n, worker_check(expected)
+    )
     if opts.customer_stage:
         await _customer_stage(bench, variants, worker, expected)
     await run("two_workers", "worker", worker_check(expected), processes=2)

@@ -23,6 +23,9 @@ from streams.settings import Settings, child_environment
 
 __all__ = ["Bench"]
 
+# Lines per second of event time of the preloaded data (see generate_file).
+EVENT_RATE = 45
+
 _POLL_S = 0.05
 
 
@@ -190,9 +193,12 @@ class Bench:
         opts = self.opts
         path = self.root / "events.jsonl"
         manifest = self.root / "events.manifest.json"
-        # Event time: a steady stream that ended 5 minutes ago (2,000 lines/s of event time), so
-        # no event is "future" and all are within the allowed lateness of each other.
-        span_s = opts.events / 2_000
+        # Event time: a steady stream that ended 5 minutes ago, so no event is "future", at 45
+        # lines/s of event time: 150,000 events span 55 minutes, within the allowed lateness
+        # (1 h) of each other and longer than the session timeout (30 min), so that the
+        # sessions of the first 25 minutes end during the run and session end detection is
+        # measured with its closures, not only its bookkeeping (issue 13).
+        span_s = opts.events / EVENT_RATE
         start = datetime.now(UTC) - timedelta(seconds=span_s + 300)
         self.say(f"generating {opts.events:,} events (seed {opts.seed})")
         await self.run_cli(
@@ -206,7 +212,7 @@ class Bench:
                 "--seed",
                 str(opts.seed),
                 "--rate",
-                "2000",
+                str(EVENT_RATE),
                 "--start",
                 start.isoformat().replace("+00:00", "Z"),
                 "--duplicate-share",

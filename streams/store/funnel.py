@@ -212,6 +212,7 @@ class FunnelStore:
                 anon_horizon_s=call.anon_horizon_s,
                 session_timeout_ms=self.settings.session_timeout_seconds * 1_000,
                 recovery_ms=self.settings.recovery_window_seconds * 1_000,
+                session_figures=1 if self.settings.session_figures else 0,
                 n_totals=len(call.totals),
             )
         )

@@ -164,6 +164,7 @@ class BatchArgs(NamedTuple):
     anon_horizon_s: int  # anonymous-order days (epoch seconds) older than this are deleted
     session_timeout_ms: int  # a session ends this long after its newest event
     recovery_ms: int  # abandoned carts are listed until the watermark passes end + this
+    session_figures: int  # 1: sessions end and count (sessions.lua); 0: the funnel alone
     n_totals: int
 
 

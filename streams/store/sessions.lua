@@ -14,6 +14,10 @@
 -- watermark, with figures recomputed from all its events (docs/semantics.md, "Sessions and
 -- carts"). The state goes when the watermark passes end + the allowed lateness.
 
+-- With A_SESSION_FIGURES = 0 (STOREPULSE_SESSION_FIGURES=false, the bench's baseline) only the
+-- funnel's own session bookkeeping runs, as before sessions ended: K_SESSIONS by newest ts,
+-- evicted past the horizon. A deployment does not switch between the two.
+local sessions_on = tonumber(ARGV[A_SESSION_FIGURES]) == 1
 local session_timeout = tonumber(ARGV[A_SESSION_TIMEOUT_MS])
 local session_bucket_ms = tonumber(ARGV[A_BUCKET_MS])
 local session_buckets = {}
@@ -190,6 +194,10 @@ end
 
 -- A new accepted event of the session (the funnel counted it already).
 local function track(pfx, sk, sid, ev, i, ts, stage)
+  if not sessions_on then
+    redis.call('ZADD', pfx .. K_SESSIONS, 'GT', ts, sid)
+    return
+  end
   local st = redis.call('HMGET', sk, SK.FIRST, SK.LAST, SK.CONTRIB, SK.CUST_TS, SK.CUST_EID)
   local first, last = tonumber(st[1]), tonumber(st[2])
   if st[3] then
@@ -363,6 +371,16 @@ end
 local function end_sessions(pfx, tot, facts_on)
   local wm = ARGV[A_WATERMARK_MS]
   local out = {}
+  if not sessions_on then
+    local sz = pfx .. K_SESSIONS
+    local old = redis.call('ZRANGEBYSCORE', sz, '-inf', '(' .. ARGV[A_SESSION_HORIZON_MS],
+      'LIMIT', 0, SK.EVICT_LIMIT)
+    for _, sid in ipairs(old) do
+      redis.call('DEL', pfx .. K_SESSION .. sid)
+      redis.call('ZREM', sz, sid)
+    end
+    return out
+  end
   local ended = {}
   local due = redis.call('ZRANGEBYSCORE', pfx .. K_SESSIONS, '-inf', '(' .. wm, 'LIMIT', 0,
     SK.END_LIMIT)

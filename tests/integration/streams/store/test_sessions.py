@@ -507,3 +507,42 @@ async def test_the_cart_list_pages_and_expires(pipe: Pipeline) -> None:
 test_the_cart_list_pages_and_expires = pipeline_test(
     test_the_cart_list_pages_and_expires, window_s=2 * 3_600
 )
+
+
+def test_without_session_figures_the_funnel_is_the_same_and_nothing_else_is_kept(
+    make_settings,
+) -> None:
+    """STOREPULSE_SESSION_FIGURES=false (the bench's baseline): the funnel alone, as before."""
+    trace = [
+        event("visit", "n0", "n", T0, **SEG),
+        event("add_to_cart", "n1", "n", T0 + 1_000, **SEG),
+        event("remove_from_cart", "n2", "n", T0 + 2_000, sku="SKU-1", quantity=1, **SEG),
+    ]
+
+    async def go(on: bool) -> tuple[Any, list[bytes]]:
+        s = session_settings(make_settings, session_figures=on)
+        pipe = Pipeline(s)
+        await pipe.client.flushdb()
+        try:
+            await pipe.feed(*trace)
+            await pipe.tick(T0 + 3 * TIMEOUT)
+            sums = await pipe.funnel.bucket_sums(0, 10**11)
+            names = sorted(await pipe.client.keys("*"))
+            return sums.fields, names
+        finally:
+            await pipe.client.aclose()
+
+    with_figures, keys_on = asyncio.run(go(True))
+    funnel_only, keys_off = asyncio.run(go(False))
+    from streams.store.session_keys import BUCKET_KINDS_STAGE1
+
+    def kind(name: str) -> str:
+        return name.partition("|")[0]
+
+    assert {k: v for k, v in with_figures.items() if kind(k) not in BUCKET_KINDS_STAGE1} == (
+        funnel_only
+    )
+    assert not any(kind(k) in BUCKET_KINDS_STAGE1 for k in funnel_only)
+    assert any(kind(k) == "ka" for k in with_figures)
+    assert not any(b":k:" in k or k.endswith((b":ez", b":kl", b":kd")) for k in keys_off)
+    assert any(k.endswith(b":ez") for k in keys_on)

@@ -126,6 +126,7 @@ LIBRARY = "".join(
     for name in ("bytes.lua", "sessions.lua")
 )
 LIBRARY_LITERALS = {
+    "GT",
     "HGET",
     "HGETALL",
     "HMGET",
