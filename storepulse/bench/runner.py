@@ -23,8 +23,8 @@ from streams.settings import Settings, child_environment
 
 __all__ = ["Bench"]
 
-# Lines per second of event time of the preloaded data (see generate_file).
-EVENT_RATE = 45
+# Seconds of event time the preloaded data spans (see generate_file).
+EVENT_SPAN_S = 3_300
 
 _POLL_S = 0.05
 
@@ -193,12 +193,12 @@ class Bench:
         opts = self.opts
         path = self.root / "events.jsonl"
         manifest = self.root / "events.manifest.json"
-        # Event time: a steady stream that ended 5 minutes ago, so no event is "future", at 45
-        # lines/s of event time: 150,000 events span 55 minutes, within the allowed lateness
-        # (1 h) of each other and longer than the session timeout (30 min), so that the
-        # sessions of the first 25 minutes end during the run and session end detection is
-        # measured with its closures, not only its bookkeeping (issue 13).
-        span_s = opts.events / EVENT_RATE
+        # Event time: a steady stream that ended 5 minutes ago, so no event is "future",
+        # spanning 55 minutes whatever the number of events (150,000: 45 lines/s of event
+        # time): within the allowed lateness (1 h) of each other and longer than the session
+        # timeout (30 min), so that the sessions of the first 25 minutes end during the run and
+        # session end detection is measured with its closures, not only its bookkeeping.
+        span_s = EVENT_SPAN_S
         start = datetime.now(UTC) - timedelta(seconds=span_s + 300)
         self.say(f"generating {opts.events:,} events (seed {opts.seed})")
         await self.run_cli(
@@ -212,7 +212,7 @@ class Bench:
                 "--seed",
                 str(opts.seed),
                 "--rate",
-                str(EVENT_RATE),
+                f"{opts.events / EVENT_SPAN_S:.6f}",
                 "--start",
                 start.isoformat().replace("+00:00", "Z"),
                 "--duplicate-share",
