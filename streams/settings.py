@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -191,6 +192,31 @@ class Settings(BaseSettings):
         16067, ge=0, le=65_535, description="customers-worker /metrics port, 0 off"
     )
 
+    # Accounts (docs/semantics.md, "Accounts")
+    at_risk_factor: Decimal = Field(
+        Decimal(2),
+        gt=0,
+        le=100,
+        decimal_places=2,
+        description="an account is at risk when the time since its last order exceeds this "
+        "times the median gap between its orders (3 orders at least)",
+    )
+    accounts_topic: str = Field(
+        "storefront.accounts",
+        min_length=1,
+        description="account directory upserts (one JSON object each, key = account_id)",
+    )
+    export_rep_labels: bool = Field(
+        False,
+        description="export account gauges by sales_rep too (only while the directory has at "
+        "most 200 reps)",
+    )
+    key_tiers: CommaList = Field(
+        (),
+        description="tiers whose at-risk accounts KeyAccountsQuiet watches, comma separated "
+        "(empty: no such alert)",
+    )
+
     # Exporter and KPIs
     exporter_host: str = Field("127.0.0.1", description="exporter listen address")
     exporter_port: int = Field(19100, ge=0, le=65_535, description="exporter port (0: any free)")
@@ -211,7 +237,7 @@ class Settings(BaseSettings):
         "INFO", description="log level of the worker and exporter"
     )
 
-    @field_validator("checkout_steps", "channels", "devices", mode="before")
+    @field_validator("checkout_steps", "channels", "devices", "key_tiers", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)

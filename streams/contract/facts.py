@@ -12,7 +12,11 @@ names the kind (docs/semantics.md, "Customers"):
   session_id, user_id]`: a counted order of the customer (the funnel's first accepted
   purchase of the order id), revenue in ten-thousandths, the session's segment;
 - history `["h", customer, orders, first_order_ms, last_order_ms]`: what the shop knew of the
-  customer before tracking began (a later one replaces it).
+  customer before tracking began (a later one replaces it);
+- account activity `["A", ...]` and account order `["O", ...]`: the same slots as "a" and "o",
+  for an event that carried an `account_id` (the customer is that account): the customer
+  stage counts them as customer facts and, besides, keeps the account views (docs/semantics.md,
+  "Accounts"). An "a" or "o" fact is never an account's, whatever its customer.
 
 A fact's id is what it says: its kind, customer and (activity) session, user and hour, (order)
 order id, (history) nothing else; applying one twice changes nothing.
@@ -27,6 +31,9 @@ from streams.contract.events import MAX_ID_LENGTH, Rejected
 from streams.contract.times import MAX_TS_MS
 
 __all__ = [
+    "ACCOUNT_KINDS",
+    "FACT_ACCOUNT_ACTIVITY",
+    "FACT_ACCOUNT_ORDER",
     "FACT_ACTIVITY",
     "FACT_HISTORY",
     "FACT_KINDS",
@@ -43,7 +50,17 @@ __all__ = [
 FACT_ACTIVITY = "a"
 FACT_ORDER = "o"
 FACT_HISTORY = "h"
-FACT_KINDS = {FACT_ACTIVITY: "activity", FACT_ORDER: "order", FACT_HISTORY: "history"}
+FACT_ACCOUNT_ACTIVITY = "A"
+FACT_ACCOUNT_ORDER = "O"
+FACT_KINDS = {
+    FACT_ACTIVITY: "activity",
+    FACT_ORDER: "order",
+    FACT_HISTORY: "history",
+    FACT_ACCOUNT_ACTIVITY: "account_activity",
+    FACT_ACCOUNT_ORDER: "account_order",
+}
+# The kinds of an event with an account_id, by the kind they would have without one.
+ACCOUNT_KINDS = {FACT_ACTIVITY: FACT_ACCOUNT_ACTIVITY, FACT_ORDER: FACT_ACCOUNT_ORDER}
 
 _HOUR_S = 3_600
 # 12 integer digits and 4 decimals (the contract's money) in ten-thousandths.
@@ -85,6 +102,8 @@ _SHAPES: dict[str, type[ActivityFact] | type[OrderFact] | type[HistoryFact]] = {
     FACT_ACTIVITY: ActivityFact,
     FACT_ORDER: OrderFact,
     FACT_HISTORY: HistoryFact,
+    FACT_ACCOUNT_ACTIVITY: ActivityFact,
+    FACT_ACCOUNT_ORDER: OrderFact,
 }
 
 

@@ -177,6 +177,8 @@ local function cohort_moves(ck, cz, k, b, a, skip)
   return true
 end
 
+--@accounts: apply_accounts.lua is inserted here (streams/store/customers.py).
+
 local dup_orders = 0
 local by_kind = {}
 
@@ -254,6 +256,7 @@ local function apply_history(j)
     cohort_moves(ck, cz, k, b, a, nil)
   end
   move(cust, b, a)
+  account_history(cust)
 end
 
 local applied = 0
@@ -266,6 +269,13 @@ while j + RECORD_WIDTH - 1 <= #rec do
     apply_order(j)
   elseif kind == FACT_HISTORY then
     apply_history(j)
+  elseif kind == FACT_ACCOUNT_ACTIVITY then
+    -- An account is a customer: its facts count as the customer's, and feed its views.
+    apply_activity(j)
+    account_activity(j)
+  elseif kind == FACT_ACCOUNT_ORDER then
+    apply_order(j)
+    account_order(j)
   end
   by_kind[kind] = (by_kind[kind] or 0) + 1
   applied = applied + 1
@@ -284,8 +294,10 @@ for _, name in ipairs(old) do
   for _, kind in ipairs({K_ACTIVE, K_ORDERING, K_COHORT, K_COUNTS, K_VALUES}) do
     redis.call('UNLINK', pfx .. kind .. name)
   end
+  evict_account_hour(name)
   redis.call('ZREM', index, name)
 end
+trim_accounts()
 
 redis.call('HSET', meta,
   M_OFFSET, ARGV[A_NEW_OFFSET], M_FP, ARGV[A_NEW_FP], M_WM, ARGV[A_WATERMARK_MS],

@@ -18,7 +18,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from streams.contract.facts import FACT_ACTIVITY, FACT_HISTORY, FACT_ORDER
+from streams.contract.facts import (
+    FACT_ACCOUNT_ACTIVITY,
+    FACT_ACCOUNT_ORDER,
+    FACT_ACTIVITY,
+    FACT_HISTORY,
+    FACT_ORDER,
+)
 from streams.contract.periods import COHORT_PERIODS, PERIOD_CODES, PERIODS, Period
 from streams.store import keys
 
@@ -108,6 +114,7 @@ class CustomerArgs(NamedTuple):
     highwater: int
     now_ms: int
     horizon_s: int  # periods starting before this are deleted and no longer written
+    risk_factor: int  # STOREPULSE_AT_RISK_FACTOR x RISK_SCALE (account views, account_keys.py)
     n_totals: int
 
 
@@ -127,6 +134,8 @@ class FactRecord(NamedTuple):
     week: str
     month: str
     history: str  # "<orders>\t<first_ms>\t<last_ms>", '' unless a history fact
+    session_id: str  # activity and order facts: the session and user ('' without one)
+    user_id: str
 
 
 def period_key(prefix: str, kind: str, period: Period, start: int | str) -> str:
@@ -181,6 +190,8 @@ def _constants() -> dict[str, str | int]:
         "FACT_ACTIVITY": FACT_ACTIVITY,
         "FACT_ORDER": FACT_ORDER,
         "FACT_HISTORY": FACT_HISTORY,
+        "FACT_ACCOUNT_ACTIVITY": FACT_ACCOUNT_ACTIVITY,
+        "FACT_ACCOUNT_ORDER": FACT_ACCOUNT_ORDER,
         "STATUS_OK": keys.STATUS_OK,
         "STATUS_CONFLICT": keys.STATUS_CONFLICT,
         "RECORD_WIDTH": len(FactRecord._fields),

@@ -10,15 +10,30 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from streams.contract.accounts import risk_factor_scaled
 from streams.contract.periods import Period
 from streams.settings import Settings
+from streams.store import account_keys as ak
 from streams.store import customer_keys as ck
 from streams.store.funnel import BatchCall, FunnelStore
 
-__all__ = ["CUSTOMER_SCRIPT", "CohortSums", "CustomerStore", "PeriodSums"]
+__all__ = ["ACCOUNTS_MARK", "CUSTOMER_SCRIPT", "CohortSums", "CustomerStore", "PeriodSums"]
 
+_SOURCES = resources.files("streams.store")
+# The account views are written in the same call: apply_accounts.lua goes where the customer
+# script marks it, after the helpers it uses (one header each; the accounts' skips duplicates).
+ACCOUNTS_MARK = "--@accounts: apply_accounts.lua is inserted here (streams/store/customers.py).\n"
 CUSTOMER_SCRIPT = (
-    ck.lua_header() + resources.files("streams.store").joinpath("apply_customers.lua").read_text()
+    ck.lua_header()
+    + ak.lua_header(skip=frozenset(ck.LUA_CONSTANTS))
+    + _SOURCES.joinpath("apply_customers.lua")
+    .read_text()
+    .replace(
+        ACCOUNTS_MARK,
+        _SOURCES.joinpath("account_lib.lua").read_text()
+        + _SOURCES.joinpath("apply_accounts.lua").read_text(),
+        1,
+    )
 )
 
 
@@ -67,6 +82,7 @@ class CustomerStore(FunnelStore):
                 highwater=call.highwater,
                 now_ms=call.now_ms,
                 horizon_s=call.bucket_horizon_s,
+                risk_factor=risk_factor_scaled(self.settings.at_risk_factor),
                 n_totals=len(call.totals),
             )
         )

@@ -127,6 +127,7 @@ class BatchBuilder:
                 currency,
                 customer_of(event.account_id, event.user_id),
                 event.user_id or "",
+                "1" if event.account_id else "",
             )
         last = records[-1]
         wm = cursor.watermark_ms

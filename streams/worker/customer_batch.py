@@ -55,8 +55,8 @@ class FactBatchBuilder:
             if isinstance(fact, HistoryFact):
                 history = DETAIL_SEP.join((fact.orders, fact.first_order_ms, fact.last_order_ms))
                 blank = [""] * 10
-                # The slots of FactRecord: kind, customer, ten blanks, history.
-                events += [fact.kind, fact.customer, *blank, history]
+                # The slots of FactRecord: kind, customer, ten blanks, history, session, user.
+                events += [fact.kind, fact.customer, *blank, history, "", ""]
                 continue
             if isinstance(fact, ActivityFact):
                 ts = int(fact.hour) * 1_000
@@ -84,6 +84,8 @@ class FactBatchBuilder:
                 week,
                 month,
                 "",
+                fact.session_id,
+                fact.user_id,
             )
         last = records[-1]
         wm = cursor.watermark_ms or 0
