@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
+    accounts,
     bench,
     customers,
     customers_worker,
@@ -47,6 +48,7 @@ COMMANDS = (
     customers_worker,
     kpis,
     customers,
+    accounts,
     exporter,
     generate,
     replay,

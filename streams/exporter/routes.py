@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 
 from streams.contract.kpis import Dimension
 from streams.contract.times import parse_instant_ms, whole_seconds
+from streams.exporter.account_metrics import AccountReader, AccountSnapshot, account_families
+from streams.exporter.accounts import ACCOUNT_PREFIX, AccountRoutes
 from streams.exporter.alerts import AlertBook, AlertmanagerClient, WebhookError, alerts_response
 from streams.exporter.cache import SingleFlightCache
 from streams.exporter.customer_metrics import (
@@ -31,10 +33,13 @@ from streams.exporter.customer_metrics import (
 from streams.exporter.customers import CustomerRoutes
 from streams.exporter.metrics import ExporterStats, create, stats_families
 from streams.exporter.snapshot import Snapshot, SnapshotReader, SnapshotUnavailable
+from streams.query.accounts import Accounts
 from streams.query.kpis import kpi_report
 from streams.query.window import range_ending_now
 from streams.settings import Settings
+from streams.store.accounts import AccountStore
 from streams.store.customers import CustomerStore
+from streams.store.directory import DirectoryStore
 from streams.store.funnel import FunnelStore
 
 __all__ = [
@@ -63,6 +68,7 @@ _ASSETS = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
     "/customers.js": ("customers.js", "text/javascript; charset=utf-8"),
+    "/accounts.js": ("accounts.js", "text/javascript; charset=utf-8"),
 }
 
 
@@ -119,6 +125,7 @@ class _Scrape:
     customers: CustomerSnapshot
     answers: dict[str, Response]
     number: int = 0  # the how-manyth read this is
+    accounts: AccountSnapshot = field(default_factory=AccountSnapshot)
 
 
 class _StatsCollector(Collector):
@@ -149,6 +156,7 @@ class Routes:
         stats: ExporterStats | None = None,
         offload: Offload = _here,
         customers: CustomerStore | None = None,
+        accounts: Accounts | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -168,6 +176,11 @@ class Routes:
         customers = customers or CustomerStore(store.client, settings)
         self.customers = CustomerRoutes(settings, customers, store, reader.clock)
         self.customer_reader = CustomerReader(customers)
+        views = accounts or Accounts(
+            AccountStore(store.client, settings), DirectoryStore(store.client, settings), settings
+        )
+        self.accounts = AccountRoutes(settings, views, store, reader.clock)
+        self.account_reader = AccountReader(views, settings)
 
     async def aclose(self) -> None:
         """Close the Alertmanager client (on the loop that used it)."""
@@ -216,6 +229,8 @@ class Routes:
             return await self._kpis(query)
         if path in {"/api/customers", "/api/cohorts"}:
             return await self._customers(path, query)
+        if path in {"/api/accounts", "/api/reps"} or path.startswith(ACCOUNT_PREFIX):
+            return await self._accounts(path, query)
         if path == "/api/alerts":
             return await self._get_alerts()
         if path == "/healthz":
@@ -260,7 +275,8 @@ class Routes:
         customers = await self.customer_reader.read(
             snapshot.end_s, [m.partition for m in snapshot.metas]
         )
-        scrape = _Scrape(snapshot, customers, {})
+        accounts = await self.account_reader.read(snapshot.end_s)
+        scrape = _Scrape(snapshot, customers, {}, accounts=accounts)
         for ct, enc in formats.items():
             scrape.answers[ct] = await self._render(scrape, ct, enc)
         return scrape
@@ -271,6 +287,8 @@ class Routes:
         snapshot = scrape.snapshot
         create(registry, lambda: snapshot, self.settings)
         CustomerCollector.register(registry, scrape.customers, snapshot.totals, self.settings)
+        accounts = scrape.accounts
+        registry.register(CustomerCollector(lambda: account_families(accounts, self.settings)))
         registry.register(_StatsCollector(self.stats, self.alerts))
         ProcessCollector(registry=registry)
         return Response(200, content_type, encoder(registry))
@@ -351,6 +369,24 @@ class Routes:
         answer = routes.report if path == "/api/customers" else routes.cohorts
         status, body = await self.cache.get(
             (path, raw_query), lambda: self.offload(answer(raw_query))
+        )
+        return _json(status, body)
+
+    # /api/accounts, /api/accounts/ID, /api/reps -------------------------------------------------
+
+    async def _accounts(self, path: str, raw_query: str) -> Response:
+        # The board polls them per viewer: identical queries share one read, as /api/kpis.
+        routes = self.accounts
+
+        async def answer() -> tuple[int, Any]:
+            if path == "/api/accounts":
+                return await routes.report(raw_query)
+            if path == "/api/reps":
+                return await routes.reps(raw_query)
+            return await routes.show(path, raw_query)
+
+        status, body = await self.cache.get(
+            ("accounts", path, raw_query), lambda: self.offload(answer())
         )
         return _json(status, body)
 

@@ -8,6 +8,7 @@ computed by streams/contract/accounts.py (docs/semantics.md, "Accounts").
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +28,11 @@ from streams.contract.accounts import (
     sort_rows,
 )
 from streams.contract.times import iso
+from streams.query.window import newest_complete_end
 from streams.settings import Settings
 from streams.store.accounts import AccountStore, RepSums
 from streams.store.directory import Directory, DirectoryStore
+from streams.store.funnel import FunnelStore
 
 __all__ = [
     "MAX_RANGE_HOURS",
@@ -37,6 +40,8 @@ __all__ = [
     "Accounts",
     "TierFigures",
     "UnknownAccount",
+    "days_ending",
+    "recent_range",
 ]
 
 # One report unions and counts the range's hours per partition in one Lua call each: a quarter
@@ -90,6 +95,24 @@ class TierFigures:
     users: int = 0
     ordering_users: int = 0
     revenue: dict[str, int] = field(default_factory=dict)
+
+
+async def recent_range(
+    funnel: FunnelStore,
+    settings: Settings,
+    days: int = 30,
+    clock: Callable[[], float] = time.time,
+) -> tuple[int, int]:
+    """The `days` ending with the current hour: the one holding the newest complete bucket
+    (now, in event time: docs/semantics.md); the default range of `show` and the gauges."""
+    return days_ending(await newest_complete_end(funnel, settings, clock), days)
+
+
+def days_ending(window_end_s: int, days: int) -> tuple[int, int]:
+    """The `days` of whole hours ending with the hour that holds the newest complete bucket
+    (the one ending at window_end_s)."""
+    hour_end = -(-window_end_s // 3_600) * 3_600
+    return hour_end - days * _DAY, hour_end
 
 
 def _range(from_s: int, to_s: int) -> tuple[int, int]:

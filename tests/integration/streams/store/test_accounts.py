@@ -181,3 +181,79 @@ def test_any_arrival_order_and_duplicates_give_the_reference_views(
     want = expected(ref)
     assert_same(asyncio.run(run(ordered, None, 1000)), want)
     assert_same(asyncio.run(run(shuffled, rng, 3)), want)
+
+
+async def test_at_risk_at_the_threshold_and_with_orders_after_to(make_settings) -> None:
+    """Exactly 3 orders (median: the mean of the two gaps), equal to the threshold is not
+    more than it; a later order does not count at an earlier `to`; both the worker's index
+    (reader with the worker's factor) and the one-by-one path (another factor)."""
+    s = customer_settings(make_settings)
+    t0 = (NOW_MS // HOUR_MS - 40) * HOUR_MS
+
+    def orders(account: str, hours: list[int]) -> list[dict[str, Any]]:
+        return [
+            event(
+                "purchase",
+                f"{account}-{h}",
+                f"{account}-s{h}",
+                t0 + h * HOUR_MS,
+                account_id=account,
+                order_id=f"{account}-o{h}",
+            )
+            for h in hours
+        ]
+
+    evs = orders("three", [0, 2, 3]) + orders("later", [0, 2, 3, 10])
+    _, _, client, _ = await run_stages(s, [dumps(e) for e in evs])
+    try:
+        for factor, calm, risky in (("2", 6, 7), ("1.5", 5, 6)):
+            reader = s.model_copy(update={"at_risk_factor": Decimal(factor)})
+            accounts = Accounts(
+                AccountStore(client, reader), DirectoryStore(client, reader), reader
+            )
+            for to_h, want in ((calm, []), (risky, ["later", "three"])):
+                to = t0 // 1000 + to_h * 3_600
+                got = await accounts.report(AccountQuery(to - 86_400, to, at_risk=True))
+                assert [r["account_id"] for r in got["accounts"]] == want, (factor, to_h)
+                assert got["totals"]["at_risk_accounts"] == len(want)
+                assert all(r["at_risk"] for r in got["accounts"])
+            # After its 4th order "later" is calm again (gaps 2, 1, 7 h: median 2 h).
+            to = t0 // 1000 + 11 * 3_600
+            got = await accounts.report(AccountQuery(to - 86_400, to, at_risk=True))
+            assert [r["account_id"] for r in got["accounts"]] == ["three"]
+    finally:
+        await client.aclose()
+
+
+async def test_readers_see_the_old_directory_or_the_new_one_never_a_mix(make_settings) -> None:
+    s = customer_settings(make_settings)
+    old = [DirectoryRow(f"a{i}", "old", "gold", "rita") for i in range(5_000)]
+    new = [DirectoryRow(f"a{i}", "new", "silver", None) for i in range(0, 8_000, 2)]
+    _, _, client, _ = await run_stages(s, [])
+    try:
+        await DirectoryStore(client, s).replace(old)
+        seen: list[tuple[str, ...]] = []
+        done = asyncio.Event()
+
+        async def read() -> None:
+            while not done.is_set():
+                got = await DirectoryStore(client, s).read()  # no cache: a new store each time
+                seen.append(tuple(sorted({r.name or "" for r in got.rows.values()})))
+                assert len(got.rows) in (5_000, 4_000, 4_001), len(got.rows)
+
+        async def write() -> None:
+            await DirectoryStore(client, s).replace(new)
+            await DirectoryStore(client, s).upsert([DirectoryRow("a1", "up", "gold", "sam")])
+            done.set()
+
+        await asyncio.gather(read(), read(), write())
+        assert set(seen) <= {("old",), ("new",), ("new", "up")}
+        final = await DirectoryStore(client, s).read()
+        assert len(final.rows) == 4_001 and final.row("a1").sales_rep == "sam"
+        assert final.row("a0").tier == "silver" and final.row("a3").tier == "unassigned"
+        # An upsert flips only over the version it merged: a stale one is refused.
+        store = DirectoryStore(client, s)
+        (status,) = await store._call("flip", "999", "0", 0)
+        assert status == b"conflict"
+    finally:
+        await client.aclose()
