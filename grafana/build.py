@@ -496,6 +496,110 @@ def _pipeline() -> list[Any]:
     ]
 
 
+def _customers() -> list[Any]:
+    today = 'period="day"'
+    return [
+        _stat(
+            "New customers today",
+            "Customers whose first order is today (UTC): storepulse_period_customers of the "
+            "current day (the customer stage; docs/semantics.md, Customers).",
+            f'storepulse_period_customers{{{today}, kind="new"}}',
+            "short",
+            _thresholds(_BLUE),
+            decimals=0,
+        ),
+        _stat(
+            "Returning customers today",
+            "Customers ordering today whose first order was before today.",
+            f'storepulse_period_customers{{{today}, kind="returning"}}',
+            "short",
+            _thresholds(_BLUE),
+            decimals=0,
+        ),
+        _stat(
+            "Repeat customers today",
+            "Customers whose second order is today.",
+            f'storepulse_period_customers{{{today}, kind="repeat"}}',
+            "short",
+            _thresholds(_BLUE),
+            decimals=0,
+        ),
+        _timeseries(
+            "Customers of the current day",
+            "Active, ordering, new, returning, repeat and retained customers of the current UTC "
+            "day (the one holding the newest complete bucket); they reset at midnight.",
+            [_query(f"max by (kind) (storepulse_period_customers{{{today}}})", "{{kind}}")],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+        _timeseries(
+            "Retention vs the period before",
+            "Retained / ordering customers of the period before, for the current hour, day, "
+            "week and month (not exported below STOREPULSE_MIN_SAMPLE ordering customers then).",
+            [_query("max by (period) (storepulse_period_retention_ratio)", "{{period}}")],
+            "percentunit",
+            span=8,
+            minimum=0,
+            maximum=1,
+        ),
+        _timeseries(
+            "Orders by customer kind / min",
+            "Orders of new customers (their first), returning ones and anonymous orders, per "
+            "minute (counted once, as first seen).",
+            [
+                _query(
+                    "60 * sum by (kind) (max without (instance) "
+                    "(rate(storepulse_customer_orders_total[$__rate_interval])))",
+                    "{{kind}}",
+                )
+            ],
+            "short",
+            span=8,
+            minimum=0,
+        ),
+        _timeseries(
+            "New customers by channel / h",
+            "Customers counted new per hour, by the acquisition channel of their first order.",
+            [
+                _query(
+                    "3600 * sum by (channel) (max without (instance) "
+                    "(rate(storepulse_customers_new_total[$__rate_interval])))",
+                    "{{channel}}",
+                )
+            ],
+            "short",
+            span=8,
+            minimum=0,
+        ),
+        _timeseries(
+            "Customer stage",
+            "Facts the session workers published and the customer stage applied per second, "
+            "and the facts waiting (lag): the customer figures trail it.",
+            [
+                _query(
+                    "sum(rate(storepulse_worker_facts_published_total[$__rate_interval]))",
+                    "published / s",
+                ),
+                _query(
+                    "sum by (kind) (max without (instance) "
+                    "(rate(storepulse_customer_facts_total[$__rate_interval])))",
+                    "applied {{kind}} / s",
+                    ref="B",
+                ),
+                _query(
+                    "sum(max without (instance) (storepulse_customer_consumer_lag))",
+                    "waiting",
+                    ref="C",
+                ),
+            ],
+            "short",
+            span=24,
+            minimum=0,
+        ),
+    ]
+
+
 def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, Any]:
     """The dashboard as a JSON-ready dict, its funnel panel for these checkout steps."""
     builder = (
@@ -528,6 +632,7 @@ def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, 
         ("Funnel", _funnel(checkout_steps)),
         ("Alerts and their thresholds (15 min vs 6 h baseline)", _alerts()),
         ("By channel and device", _segments()),
+        ("Customers (the customer stage)", _customers()),
         ("Pipeline health", _pipeline()),
     ]
     panel_id = 0

@@ -227,6 +227,10 @@ def labels_matched(expr: str) -> list[tuple[str, str]]:
     ]
 
 
+# Prometheus adds these to every scraped series (the scrape job and target).
+TARGET_LABELS = {"job", "instance"}
+
+
 def check_expressions(
     exprs: Iterable[tuple[str, str]], served: Families, records: set[str]
 ) -> set[str]:
@@ -245,5 +249,6 @@ def check_expressions(
             allowed = family.labels
             assert allowed is not None, f"{where}: the labels of {name} are unknown"
             extra = {"le"} if family.type == "histogram" else set()
+            extra |= TARGET_LABELS
             assert label in allowed | extra, f"{where}: {name} has no label {label!r}"
     return used

@@ -21,6 +21,7 @@ from streams.redact import install_log_redaction
 from streams.settings import Settings, load_settings
 from streams.store.client import connect
 from streams.worker.app import Transport, create_app, faust_options, raw_topic
+from streams.worker.customer_app import create_customer_app
 
 __all__ = [
     "MODES",
@@ -37,8 +38,9 @@ __all__ = [
 # trivial: `async for value in stream` + json.loads, the framework's per-message ceiling;
 # trivial-batch: the same decode inside take_events (the batching the worker uses);
 # naive: json.loads + one awaited HINCRBY per event, the obvious baseline;
-# worker: streams.app.create_app, the real worker exactly as `storepulse worker` builds it.
-MODES = ("trivial", "trivial-batch", "naive", "worker")
+# worker: streams.app.create_app, the real worker exactly as `storepulse worker` builds it;
+# customers: the customer stage exactly as `storepulse customers-worker` builds it.
+MODES = ("trivial", "trivial-batch", "naive", "worker", "customers")
 
 # The sensor's background loop: how often it checks for "done" and samples CPU time. Times of
 # the first and last message are taken per message; this only bounds how soon the result is
@@ -240,8 +242,8 @@ def _decode(value: bytes | None) -> str:
 
 def build_app(mode: str, settings: Settings, sensor: TimingSensor) -> Any:
     """The Faust app of one variant, with the timing sensor installed."""
-    if mode == "worker":
-        worker_app = create_app(settings)
+    if mode in {"worker", "customers"}:
+        worker_app = create_customer_app(settings) if mode == "customers" else create_app(settings)
         worker_app.sensors.add(sensor)
         return worker_app
     app = _BenchApp(settings, with_redis=mode == "naive", **faust_options(settings))

@@ -107,13 +107,18 @@ async def measure(
     latency: bool = False,
     feed: Callable[[Sequence[Child], Sequence[Path]], Awaitable[int]] | None = None,
     profile: Path | None = None,
+    stages: Sequence[tuple[str, int]] | None = None,
 ) -> Variant:
     """Run one variant to completion and collect its figures.
 
     With one process the sensor knows when it saw n messages (told up front, or through a
     file once a live feed has published them); with several the bench waits until Redis
     accounts for n messages and then tells the sensors to report through a finish file.
+    `stages` runs one process per (mode, messages it will see) instead, each told its own
+    count: both stages of the pipeline at once, n events in, the last fact out.
     """
+    if stages is not None:
+        processes = len(stages)
     client = connect(settings)
     store = FunnelStore(client, settings)
     spy: PySpy | None = None
@@ -127,18 +132,20 @@ async def measure(
         results = [vdir / f"result-{i}.json" for i in range(processes)]
         # One process is told how many messages to expect (at once, or through a file once
         # the live feed is done); several share them, so Redis accounting decides.
-        by_finish = processes > 1
+        by_finish = processes > 1 and stages is None
         expect_file = vdir / "expect"
         extra = ["--latency"] if latency else []
         if by_finish:
             extra += ["--finish-file", str(finish)]
         elif feed is not None:
             extra += ["--expect-file", str(expect_file)]
-        else:
+        elif stages is None:
             extra += ["--expect", str(n)]
+        plan = stages or [(mode, n)] * processes
         spawned = time.time()
-        for i, result in enumerate(results):
-            procs.append(bench.spawn(f"{name}-{i}", settings, mode, result, *extra))
+        for i, (result, (how, count)) in enumerate(zip(results, plan, strict=True)):
+            told = ["--expect", str(count)] if stages is not None else []
+            procs.append(bench.spawn(f"{name}-{i}", settings, how, result, *extra, *told))
         pids = [p.pid for p in procs]
         if profile is not None:
             # Attach once the group is joined: the profile shows processing, not imports.

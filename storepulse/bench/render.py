@@ -16,6 +16,9 @@ _LABELS = {
     "trivial_batch": "trivial agent (take_events)",
     "naive": "naive (1 awaited HINCRBY/event)",
     "worker": "worker (exact)",
+    "worker_no_facts": "worker without customer facts",
+    "customers": "customer stage (facts)",
+    "both_stages": "both stages (events in, facts out)",
     "two_workers": "2 workers (exact)",
     "latency": "worker at fixed load",
     "latency_trivial": "trivial take_events at fixed load",
@@ -66,8 +69,36 @@ def _target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _customer_state_lines(r: dict[str, Any]) -> list[str]:
+    return [
+        f"storepulse bench --customer-state: {r['customer_state_customers']:,} customers over "
+        f"{r['customer_state_days']} days ({r['customer_state_active_customer_days']:,} active "
+        f"customer-days, {r['customer_state_orders']:,} orders, "
+        f"{r['customer_state_partitions']} customer partitions), {r['cores']} cores "
+        f"({r['cpu_model']})",
+        "",
+        f"Redis bytes per active customer-day   {r['redis_bytes_per_active_customer_day']:,.0f}",
+        f"Redis bytes per customer              {r['redis_bytes_per_customer']:,.0f} "
+        f"({r['redis_bytes_per_order']:,.0f} per order)",
+        f"Redis memory in all                   {r['redis_used_memory_mb']:,.1f} MB "
+        f"({r['customer_state_keys']:,} keys)",
+        f"written at                            "
+        f"{fmt_rate(r['customer_state_activity_facts_per_s'])} activity facts/s, "
+        f"{fmt_rate(r['customer_state_order_facts_per_s'])} order facts/s",
+        f"customers report --period day, 30 days: {r['customers_report_day_30d_s'] * 1000:.1f} ms "
+        f"(max {r['customers_report_day_30d_max_s'] * 1000:.1f} ms of 5; the whole command "
+        f"{r['customers_report_cli_s']:.2f} s)",
+        "customers cohorts --period day, 30 days: "
+        f"{r['customers_cohorts_day_30d_s'] * 1000:.1f} ms; report --period hour, 30 days: "
+        f"{r['customers_report_hour_30d_s'] * 1000:.1f} ms",
+    ]
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The human-readable summary printed by `storepulse bench`."""
+    if "customer_state_customers" in results:  # --customer-state
+        lines = [*_customer_state_lines(results), *_target_lines(results)]
+        return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])
     if "worker_events_per_s" not in results:  # --exporter-only
         lines = [
             f"storepulse bench --exporter-only: {results['partitions']} partitions, "
@@ -103,6 +134,18 @@ def render_table(results: dict[str, Any]) -> str:
     lines.append(line)
     lines.append(f"worker / naive            {results['ratio_vs_naive']:.2f}")
     lines.append(f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}")
+    if "worker_facts_ratio" in results:
+        lines.append(
+            f"worker / without facts   {results['worker_facts_ratio']:.2f}   "
+            f"({results['customer_facts']:,} customer facts, "
+            f"{results['customer_facts_per_event']:.3f} per event)"
+        )
+        lines.append(
+            f"customer stage            {fmt_rate(results['customers_facts_per_s'])} facts/s "
+            f"({results['customers_cpu_us_per_fact']:.0f} µs CPU, "
+            f"{results['customers_redis_us_per_fact']:.1f} µs Redis per fact); both stages "
+            f"at once {fmt_rate(results['both_stages_events_per_s'])} events/s end to end"
+        )
     lines.append(
         f"latency at {results['latency_offered_events_per_s'] or 0:,.0f} events/s offered "
         f"({results['latency_events']:,} events): p50 {results['p50_latency_s'] or 0:.3f} s, "

@@ -13,7 +13,7 @@ from storepulse.bench.runner import Bench
 from storepulse.bench.serving import EXPORTER_PATHS
 from storepulse.bench.sysinfo import cpu_model
 
-__all__ = ["bench_results", "exporter_figures", "exporter_only_results"]
+__all__ = ["bench_results", "customer_state_only", "exporter_figures", "exporter_only_results"]
 
 
 def _target(key: str, value: float) -> dict[str, Any]:
@@ -95,6 +95,43 @@ def exporter_only_results(bench: Bench, variant: Variant) -> dict[str, Any]:
     }
 
 
+def _customer_figures(variants: dict[str, Variant]) -> dict[str, Any]:
+    """The customer stage's keys: the facts' cost to the worker, facts/s, both stages."""
+    w, bare = variants["worker"], variants["worker_no_facts"]
+    c, both = variants["customers"], variants["both_stages"]
+    return {
+        "worker_no_facts_events_per_s": round(bare.events_per_s, 1),
+        "worker_facts_ratio": round(w.events_per_s / bare.events_per_s, 4),
+        "worker_no_facts_cpu_us_per_event": round(1e6 * bare.cpu_s / bare.events, 1),
+        "customer_facts": c.events,
+        "customer_facts_per_event": round(c.events / w.events, 4),
+        "customers_facts_per_s": round(c.events_per_s, 1),
+        "customers_cpu_us_per_fact": round(1e6 * c.cpu_s / max(c.events, 1), 1),
+        "customers_redis_us_per_fact": round(c.redis_us / max(c.events, 1), 2),
+        "customers_peak_rss_mb": round(c.peak_rss_bytes / 2**20, 1),
+        "both_stages_events_per_s": round(both.events_per_s, 1),
+        "both_stages_vs_worker": round(both.events_per_s / w.events_per_s, 4),
+    }
+
+
+def customer_state_only(bench: Bench, figures: dict[str, Any]) -> dict[str, Any]:
+    """`storepulse bench --customer-state`: the customer state's figures and the machine's."""
+    assert bench.base is not None
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "redis_version": figures.pop("redis_version", None),
+        **figures,
+        "bench_seconds": round(time.monotonic() - bench.started, 1),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "targets": {
+            "customers_report_day_30d_s": _target(
+                "customers_report_day_30d_s", figures["customers_report_day_30d_s"]
+            )
+        },
+    }
+
+
 def bench_results(
     bench: Bench,
     variants: dict[str, Variant],
@@ -157,6 +194,8 @@ def bench_results(
         two_q = variants["latency_two_workers"].latency or {}
         results["two_workers_p50_latency_s"] = two_q.get("p50")
         results["two_workers_p99_latency_s"] = two_q.get("p99")
+    if "customers" in variants:
+        results |= _customer_figures(variants)
     if "trivial_batch" in variants:
         tb = variants["trivial_batch"]
         results["trivial_batch_events_per_s"] = round(tb.events_per_s, 1)
@@ -172,6 +211,10 @@ def bench_results(
         "p99_latency_s": _target("p99_latency_s", float(q.get("p99") or 0.0)),
         "exact": {"target": "true", "value": results["exact"], "met": results["exact"]},
     }
+    if "customers" in variants:
+        results["targets"]["worker_facts_ratio"] = _target(
+            "worker_facts_ratio", results["worker_facts_ratio"]
+        )
     if exporter is not None:
         results["targets"] |= _exporter_targets(exporter)
     results["variants"] = {k: v.as_dict() for k, v in variants.items()}

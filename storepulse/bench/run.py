@@ -9,11 +9,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from storepulse.bench.checks import Check, Expected, count_check, naive_check, worker_check
+from storepulse.bench.checks import (
+    Check,
+    Expected,
+    both_checks,
+    count_check,
+    customer_check,
+    facts_published,
+    naive_check,
+    worker_check,
+)
+from storepulse.bench.customer_state import customer_state_results
 from storepulse.bench.measure import Variant, measure
 from storepulse.bench.options import BenchOptions
 from storepulse.bench.profile import summarise
-from storepulse.bench.results import bench_results, exporter_only_results
+from storepulse.bench.results import bench_results, customer_state_only, exporter_only_results
 from storepulse.bench.runner import Bench
 from storepulse.bench.serving import (
     CLIENT_WARM_UP_S,
@@ -33,6 +43,9 @@ async def _run(bench: Bench) -> dict[str, Any]:
     bench.start_stack()
     if opts.exporter_only:
         return exporter_only_results(bench, await _exporter_load(bench))
+    if opts.customer_state:
+        figures = await customer_state_results(bench, opts.state_customers, opts.state_days)
+        return customer_state_only(bench, figures)
     path, expected = await bench.generate_file()
     preload_s = await bench.preload(path)
     n = opts.events
@@ -46,7 +59,13 @@ async def _run(bench: Bench) -> dict[str, Any]:
     if opts.trivial_batch:
         await run("trivial_batch", "trivial-batch", count_check(n))
     await run("naive", "naive", naive_check(n))
-    await run("worker", "worker", worker_check(expected))
+    # The worker publishes customer facts (the default), to a customer topic of its own.
+    assert bench.base is not None
+    facts_topic = f"{bench.base.topic}.customers"
+    worker = bench.fresh("worker", customer_topic=facts_topic)
+    variants["worker"] = await measure(bench, "worker", "worker", worker, n, worker_check(expected))
+    if opts.customer_stage:
+        await _customer_stage(bench, variants, worker, expected)
     await run("two_workers", "worker", worker_check(expected), processes=2)
 
     # Latency at a fixed offered load, fed live by the generator into a fresh topic: the
@@ -84,6 +103,44 @@ async def _run(bench: Bench) -> dict[str, Any]:
             "text": summary.render(),
         }
     return bench_results(bench, variants, preload_s, profile)
+
+
+async def _customer_stage(
+    bench: Bench, variants: dict[str, Variant], worker: Settings, expected: Expected
+) -> None:
+    """The customer stage's rows: the worker without facts (its throughput before the stage
+    existed, for the 10 % rule), the customer stage alone on the facts the worker variant
+    published (facts/s), and both stages at once (events in to the last fact applied)."""
+    assert bench.base is not None
+    n = bench.opts.events
+    facts = await facts_published(worker)
+    bench.say(f"the worker published {facts:,} customer facts")
+    variants["worker_no_facts"] = await measure(
+        bench,
+        "worker_no_facts",
+        "worker",
+        bench.fresh("worker_no_facts", customer_facts=False),
+        n,
+        worker_check(expected),
+    )
+    variants["customers"] = await measure(
+        bench,
+        "customers",
+        "customers",
+        bench.fresh("customers", customer_topic=worker.customer_topic),
+        facts,
+        customer_check(expected, facts),
+    )
+    both = bench.fresh("both_stages", customer_topic=f"{bench.base.topic}.customers.both")
+    variants["both_stages"] = await measure(
+        bench,
+        "both_stages",
+        "worker",
+        both,
+        n,
+        both_checks(worker_check(expected), customer_check(expected, facts, with_funnel=True)),
+        stages=[("worker", n), ("customers", facts)],
+    )
 
 
 async def _exporter_load(bench: Bench) -> Variant:

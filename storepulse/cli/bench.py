@@ -22,7 +22,11 @@ and a fresh Redis database, on the same events:
   trivial       a Faust agent that only decodes each message: the framework's ceiling
   trivial_batch the same decode inside take_events (the batching the worker uses)
   naive         one awaited Redis write per event: the obvious baseline
-  worker        the real worker (streams.app.create_app) with the full exact semantics
+  worker        the real worker (streams.app.create_app) with the full exact semantics,
+                publishing customer facts
+  worker_no_facts  the same without customer facts (the 10 % rule: worker >= 0.9 x this)
+  customers     the customer stage alone on the facts `worker` published (facts/s)
+  both_stages   worker and customer stage at once: first event in to last fact applied
   two_workers   two worker processes sharing the partitions
 Throughput is first event taken to last event acknowledged (stored, for the workers), so the
 group join is excluded. Then the worker runs on a fresh topic fed live by `storepulse generate`
@@ -37,8 +41,10 @@ Prints a table and writes --output (JSON). Default sizes took ~9 minutes on the 
 reference machine while other work used 1.5 of its cores (less on an idle one).
 Targets on the 2-core reference machine: worker >= 0.9 x trivial, >= 2 x naive, p99 < 1 s at
 5,000 events/s, exact; the exporter's p99 < 100 ms without errors, the worker's p99 < 1 s
-meanwhile. --exporter-only runs that last part alone (~1 minute). --profile adds a run of
-the worker under py-spy and says where the time goes (py-spy: `pip install py-spy`).
+meanwhile. --exporter-only runs that last part alone (~1 minute). --customer-state measures
+the customer stage's Redis memory and the daily report's time over a 1M-customer base instead.
+--profile adds a run of the worker under py-spy and says where the time goes (py-spy: `pip
+install py-spy`).
 """
 
 
@@ -69,6 +75,10 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         latency_scale_out=not args.no_latency_scale_out,
         exporter=not args.no_exporter,
         exporter_only=args.exporter_only,
+        customer_state=args.customer_state,
+        state_customers=args.state_customers,
+        state_days=args.state_days,
+        customer_stage=not args.no_customer_stage,
         exporter_clients=args.exporter_clients,
         exporter_seconds=args.exporter_seconds,
         exporter_interval=args.exporter_interval,
@@ -154,6 +164,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--exporter-only",
         action="store_true",
         help="run only the exporter run (no preload, no other variant)",
+    )
+    customers = bench.add_argument_group("the customer stage")
+    customers.add_argument(
+        "--no-customer-stage",
+        action="store_true",
+        help="skip its rows: the worker without customer facts, the customer stage alone, "
+        "both stages at once (saves ~1.5 min)",
+    )
+    customers.add_argument(
+        "--customer-state",
+        action="store_true",
+        help="run only the customer state measurement: --state-customers customers over "
+        "--state-days days written through the customer stage's Lua script, Redis bytes per "
+        "customer and per active customer-day, the daily report's time (~5 min for 1M)",
+    )
+    customers.add_argument(
+        "--state-customers",
+        type=count,
+        default=1_000_000,
+        help="customers of --customer-state (default 1,000,000)",
+    )
+    customers.add_argument(
+        "--state-days",
+        type=count,
+        default=30,
+        help="days of --customer-state (default 30)",
     )
     data = bench.add_argument_group("events")
     data.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")

@@ -18,6 +18,9 @@ DEMO_PREFIX = "demo-"
 # Steady traffic with an abandonment spike from minute 3 to minute 13, so the board moves
 # and CartAbandonmentSpike can page while someone watches.
 DEFAULT_SCENARIOS = ("steady", "abandonment-spike:start=180,duration=600,strength=0.6")
+# Customers come back within minutes, not the model's week, so that the customers panel shows
+# returning and repeat customers while someone watches.
+DEMO_CUSTOMERS = ("--repurchase-probability", "0.4", "--repurchase-interval", "3m")
 
 
 def _cli(*args: str) -> list[str]:
@@ -30,15 +33,18 @@ def demo_processes(
     scenarios: Sequence[str] | None = None,
     duration: float | None = None,
 ) -> list[ManagedProcess]:
-    """The worker, exporter and generator of the demo, as managed child processes."""
+    """Both stages, the exporter and the generator of the demo, as managed child processes."""
     url = f"{settings.exporter_url}/healthz"
-    gen = ["generate", "--rate", str(rate)]
+    gen = ["generate", "--rate", str(rate), *DEMO_CUSTOMERS]
     for scenario in scenarios or DEFAULT_SCENARIOS:
         gen += ["--scenario", scenario]
     if duration:
         gen += ["--duration", str(duration)]
     specs = [
         ProcessSpec(f"{DEMO_PREFIX}worker", _cli("worker"), lambda: True, "worker"),
+        ProcessSpec(
+            f"{DEMO_PREFIX}customers-worker", _cli("customers-worker"), lambda: True, "worker"
+        ),
         # The board reads the stack's Alertmanager itself: it works with or without the
         # webhook (STOREPULSE_WEBHOOK_TOKEN), and shows what Alertmanager shows.
         ProcessSpec(
@@ -55,9 +61,12 @@ def demo_processes(
 
 
 def _summary(settings: Settings) -> str:
+    from streams.contract.periods import next_start
+    from streams.query.customers import current_start, customer_report
     from streams.query.kpis import kpi_report
     from streams.query.window import range_ending_now
     from streams.store.client import connect
+    from streams.store.customers import CustomerStore
     from streams.store.funnel import FunnelStore
 
     async def read() -> str:
@@ -67,15 +76,25 @@ def _summary(settings: Settings) -> str:
             store = FunnelStore(client, settings)
             from_s, to_s = await range_ending_now(store, settings, 300)
             report = await kpi_report(store, settings, from_s, to_s)
+            # Today (UTC) as `storepulse customers report --period day`.
+            day = await current_start(store, settings, "day")
+            customers = CustomerStore(client, settings)
+            today = await customer_report(
+                customers, store, settings, "day", day, next_start("day", day)
+            )
         finally:
             await client.aclose()
         cvr, ab = report["conversion_rate"], report["cart_abandonment_rate"]
+        row = today["rows"][0]
         return (
             f"last 5 min: visits {report['sessions']['visit']}, "
             f"carts {report['sessions']['cart']}, "
             f"orders {report['orders']}, revenue {report['revenue']}, "
             f"CVR {'-' if cvr is None else f'{cvr:.2%}'}, "
-            f"abandonment {'-' if ab is None else f'{ab:.2%}'}"
+            f"abandonment {'-' if ab is None else f'{ab:.2%}'}\n"
+            f"today: customers active {row['active_customers']}, new {row['new_customers']}, "
+            f"returning {row['returning_customers']}, repeat {row['repeat_customers']}, "
+            f"orders {row['orders']} (+{row['anonymous_orders']} anonymous)"
         )
 
     try:
@@ -109,9 +128,11 @@ def run_demo(
             f"  live board       {settings.exporter_url}/\n"
             f"  metrics          {settings.exporter_url}/metrics\n"
             f"  KPIs API         {settings.exporter_url}/api/kpis?window=15m\n"
+            f"  customers API    {settings.exporter_url}/api/customers?period=day&last=7\n"
             f"  Prometheus       http://127.0.0.1:{settings.prometheus_port}/alerts\n"
             f"  Alertmanager     http://127.0.0.1:{settings.alertmanager_port}/\n"
             "  exact KPIs       storepulse kpis --last 15m [--by channel]\n"
+            "  customers        storepulse customers report --period hour --from <ISO> --to <ISO>\n"
             f"  logs             {settings.state_dir.resolve() / 'logs'}\n"
             f"  running          {', '.join(c.spec.name for c in children) or 'stack only'}\n",
             flush=True,

@@ -197,6 +197,7 @@ class LocalStack:
                 [f"127.0.0.1:{s.alertmanager_port}"],
                 rule_files=[str(rules.resolve())],
                 worker_targets=[f"{s.worker_web_host}:{s.worker_web_port}"],
+                customer_worker_targets=[f"{s.worker_web_host}:{s.customer_worker_web_port}"],
             )
         )
         am_cfg.write_text(self._alertmanager_config(am_cfg.parent))

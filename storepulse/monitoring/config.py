@@ -6,7 +6,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["render_alertmanager_config", "render_prometheus_config"]
+__all__ = ["CUSTOMER_WORKER_JOB", "render_alertmanager_config", "render_prometheus_config"]
+
+# The customer stage's processes serve the worker families too: PipelineStalled's no_worker
+# condition leaves this job out (storepulse.rules.yml), or a running customers-worker would
+# hide that no session worker runs.
+CUSTOMER_WORKER_JOB = "storepulse-customers-worker"
 
 
 def render_prometheus_config(
@@ -15,6 +20,7 @@ def render_prometheus_config(
     rule_files: Sequence[str] = (),
     interval: str = "5s",
     worker_targets: Sequence[str] = (),
+    customer_worker_targets: Sequence[str] = (),
 ) -> str:
     """prometheus.yml for a local run (JSON is YAML); compose uses prometheus/prometheus.yml."""
     config: dict[str, Any] = {
@@ -28,6 +34,10 @@ def render_prometheus_config(
             {
                 "job_name": "storepulse-worker",
                 "static_configs": [{"targets": list(worker_targets)}],
+            },
+            {
+                "job_name": CUSTOMER_WORKER_JOB,
+                "static_configs": [{"targets": list(customer_worker_targets)}],
             },
         ],
     }

@@ -119,6 +119,13 @@ def test_panels_cover_the_board(board: dict[str, Any]) -> None:
         "Dead-letter topic",
         "Batch apply latency",
         "Event-to-store latency",
+        "New customers today",
+        "Returning customers today",
+        "Repeat customers today",
+        "Retention vs the period before",
+        "Orders by customer kind / min",
+        "New customers by channel / h",
+        "Customer stage",
     } <= titles
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
     by_title = {p["title"]: p for p in panels}

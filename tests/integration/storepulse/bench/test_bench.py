@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storepulse.bench.options import EXPORTER_KEYS, REQUIRED_KEYS
+from storepulse.bench.options import CUSTOMER_KEYS, EXPORTER_KEYS, REQUIRED_KEYS
 from tests.harness import PROJECT_DIR
 
 BENCH = [sys.executable, "-m", "storepulse.cli", "bench"]
@@ -69,7 +69,9 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
     assert "targets:" in result.stdout
 
     results = json.loads(output.read_text())
-    missing = [key for key in (*REQUIRED_KEYS, *EXPORTER_KEYS) if key not in results]
+    missing = [
+        key for key in (*REQUIRED_KEYS, *EXPORTER_KEYS, *CUSTOMER_KEYS) if key not in results
+    ]
     assert not missing, missing
     assert results["cores"] == os.cpu_count()
     assert results["events"] == 3000
@@ -125,7 +127,21 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
         "exporter_p99_s",
         "exporter_errors",
         "exporter_worker_p99_latency_s",
+        "worker_facts_ratio",
     }
+
+    # The customer stage's rows: the worker's facts all applied by the customer stage, whose
+    # daily report equals the generator's customer days; both stages at once, exact too.
+    variants = results["variants"]
+    assert results["customer_facts"] == variants["customers"]["events"] > 0
+    assert variants["customers"]["check"]["applied"] == results["customer_facts"]
+    assert variants["customers"]["check"]["days"] >= 1
+    assert variants["both_stages"]["check"]["customers"]["applied"] == results["customer_facts"]
+    assert results["worker_facts_ratio"] == pytest.approx(
+        worker / results["worker_no_facts_events_per_s"], rel=1e-3
+    )
+    assert [len(p) for p in (variants["both_stages"]["per_process"],)] == [2]
+    assert "customer stage" in result.stdout and "facts/s" in result.stdout
 
     # The exporter under load: 10 clients on both paths, every request answered 200, while
     # the worker carried the feed exactly.
@@ -164,3 +180,33 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
     # The private stack and every variant were stopped: no pid file is left behind.
     (kept,) = tmp_path.glob("storepulse-bench-*")
     assert not list(kept.rglob("*.pid"))
+
+
+@pytest.mark.slow
+def test_customer_state_tiny_run_measures_memory_and_the_report(tmp_path: Path) -> None:
+    output = tmp_path / "state.json"
+    result = subprocess.run(
+        [
+            *(*BENCH, "--customer-state", "--state-customers", "600", "--state-days", "4"),
+            *("--output", str(output), "--work-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=PROJECT_DIR,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Redis bytes per customer" in result.stdout
+    results = json.loads(output.read_text())
+    assert results["customer_state_customers"] == 600
+    # Every customer is active on 1 to 3 of the days and orders on the first of them; the
+    # daily report (read back from Redis) counts each one new exactly once.
+    assert 600 <= results["customer_state_active_customer_days"] <= 1_800
+    assert 600 <= results["customer_state_orders"] <= 1_200
+    assert results["customer_state_new_customers"] == 600
+    assert results["customer_state_report_rows"] == 4
+    for key in ("redis_bytes_per_active_customer_day", "redis_bytes_per_customer"):
+        assert 10 < results[key] < 100_000, key
+    assert 0 < results["customers_report_day_30d_s"] <= results["customers_report_day_30d_max_s"]
+    assert set(results["targets"]) == {"customers_report_day_30d_s"}
+    assert not list(tmp_path.glob("storepulse-bench-*"))  # the private stack's dir is gone

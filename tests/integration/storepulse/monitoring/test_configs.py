@@ -36,7 +36,7 @@ METRICS_MD = ROOT / "docs" / "metrics.md"
 RUNBOOKS_MD = ROOT / "docs" / "runbooks.md"
 
 INFRA = {"kafka", "redis", "prometheus", "alertmanager", "grafana"}
-APP = {"worker", "exporter", "producer"}
+APP = {"worker", "customers-worker", "exporter", "producer"}
 ALERTS = {
     "CartAbandonmentSpike",
     "ConversionDrop",
@@ -119,6 +119,7 @@ def test_compose_services_profiles_and_commands(compose: dict[str, Any]) -> None
         assert service["build"] == ".", name
         assert service["image"].startswith("storepulse:"), name
     assert services["worker"]["command"] == ["worker"]
+    assert services["customers-worker"]["command"] == ["customers-worker"]
     # The board reads Alertmanager's API (the webhook is its fallback).
     assert services["exporter"]["command"] == [
         "exporter",
@@ -174,6 +175,7 @@ def test_healthchecks_and_healthy_dependencies(compose: dict[str, Any]) -> None:
             assert condition == {"condition": "service_healthy"}, (name, dependency)
     services = compose["services"]
     assert set(services["worker"]["depends_on"]) == {"kafka", "redis"}
+    assert set(services["customers-worker"]["depends_on"]) == {"kafka", "redis"}
     assert set(services["exporter"]["depends_on"]) == {"redis"}
     assert "kafka" in services["producer"]["depends_on"]
 
@@ -291,6 +293,10 @@ def test_container_paths_agree(compose: dict[str, Any]) -> None:
     assert "/etc/prometheus/prometheus.yml" in prometheus_targets
     scrape = {job["job_name"]: job for job in config["scrape_configs"]}
     assert scrape["storepulse"]["static_configs"][0]["targets"] == ["exporter:19100"]
+    # The customer stage in its own job: PipelineStalled's no_worker leaves it out.
+    customers = scrape["storepulse-customers-worker"]["static_configs"][0]["targets"]
+    assert customers == ["customers-worker:16067"]
+    assert 'storepulse_worker_up{job!="storepulse-customers-worker"}' in RULES_FILE.read_text()
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == ["alertmanager:9093"]
     grafana_targets = {
