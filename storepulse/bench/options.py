@@ -46,6 +46,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     # `storepulse customers report --period day` over 30 days with 1M customers: the query
     # (what /api/customers runs) well under a second (issue 11).
     "customers_report_day_30d_s": ("<", 0.5),
+    # Top-N accounts over 30 days with 100,000 accounts from /api/accounts: well under a
+    # second (issue 12).
+    "accounts_api_top_30d_s": ("<", 0.5),
 }
 
 # The keys of the customer stage's rows, when they ran.
@@ -113,6 +116,9 @@ class BenchOptions:
     customer_state: bool = False
     state_customers: int = 1_000_000
     state_days: int = 30
+    # Only the account state measurement (Redis bytes per account, the top-N report's time).
+    account_state: bool = False
+    state_accounts: int = 100_000
     exporter_clients: int = 50
     exporter_seconds: float = 15.0
     # Each client's pace: one request every 0.1 s (500 requests/s from 50 clients, far more

@@ -94,8 +94,34 @@ def _customer_state_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _account_state_lines(r: dict[str, Any]) -> list[str]:
+    ms = {k: r[k] * 1000 for k in r if k.startswith("accounts_") and k.endswith("_s")}
+    return [
+        f"storepulse bench --account-state: {r['account_state_accounts']:,} accounts, the last "
+        f"{r['account_state_days']} days of {r['account_state_days_written']} "
+        f"({r['account_state_facts']:,} facts; in the range {r['account_state_sessions']:,} "
+        f"sessions, {r['account_state_orders']:,} orders, {r['account_state_at_risk']:,} at "
+        f"risk), {r['account_state_partitions']} customer partitions, {r['cores']} cores "
+        f"({r['cpu_model']}), load {r['load_average']}",
+        "",
+        f"Redis bytes per account               {r['redis_bytes_per_account']:,.0f} "
+        f"({r['redis_bytes_per_account_fact']:,.0f} per fact; customer stage included)",
+        f"written at                            {fmt_rate(r['account_state_facts_per_s'])} facts/s",
+        f"top 20 by revenue, 30 days: /api/accounts {ms['accounts_api_top_30d_s']:.0f} ms "
+        f"(max {ms['accounts_api_top_30d_max_s']:.0f} ms of 5), the query "
+        f"{ms['accounts_report_top_30d_s']:.0f} ms, the whole command "
+        f"{r['accounts_report_cli_s']:.2f} s",
+        f"by sessions {ms['accounts_report_sessions_30d_s']:.0f} ms, at risk "
+        f"{ms['accounts_report_at_risk_30d_s']:.0f} ms, one tier "
+        f"{ms['accounts_report_tier_30d_s']:.0f} ms, reps {ms['accounts_reps_30d_s']:.0f} ms",
+    ]
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The human-readable summary printed by `storepulse bench`."""
+    if "account_state_accounts" in results:  # --account-state
+        lines = [*_account_state_lines(results), *_target_lines(results)]
+        return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])
     if "customer_state_customers" in results:  # --customer-state
         lines = [*_customer_state_lines(results), *_target_lines(results)]
         return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])

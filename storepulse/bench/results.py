@@ -13,7 +13,13 @@ from storepulse.bench.runner import Bench
 from storepulse.bench.serving import EXPORTER_PATHS
 from storepulse.bench.sysinfo import cpu_model
 
-__all__ = ["bench_results", "customer_state_only", "exporter_figures", "exporter_only_results"]
+__all__ = [
+    "bench_results",
+    "customer_state_only",
+    "exporter_figures",
+    "exporter_only_results",
+    "state_only",
+]
 
 
 def _target(key: str, value: float) -> dict[str, Any]:
@@ -114,22 +120,25 @@ def _customer_figures(variants: dict[str, Variant]) -> dict[str, Any]:
     }
 
 
-def customer_state_only(bench: Bench, figures: dict[str, Any]) -> dict[str, Any]:
-    """`storepulse bench --customer-state`: the customer state's figures and the machine's."""
+def state_only(bench: Bench, figures: dict[str, Any], target: str) -> dict[str, Any]:
+    """A state measurement's run (--customer-state, --account-state): its figures, its target
+    and the machine's."""
     assert bench.base is not None
     return {
         "cores": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "load_average": round(os.getloadavg()[0], 2),
         "redis_version": figures.pop("redis_version", None),
         **figures,
         "bench_seconds": round(time.monotonic() - bench.started, 1),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "targets": {
-            "customers_report_day_30d_s": _target(
-                "customers_report_day_30d_s", figures["customers_report_day_30d_s"]
-            )
-        },
+        "targets": {target: _target(target, figures[target])},
     }
+
+
+def customer_state_only(bench: Bench, figures: dict[str, Any]) -> dict[str, Any]:
+    """`storepulse bench --customer-state`: the customer state's figures and the machine's."""
+    return state_only(bench, figures, "customers_report_day_30d_s")
 
 
 def bench_results(

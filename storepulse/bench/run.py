@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from storepulse.bench.account_state import account_state_results
 from storepulse.bench.checks import (
     Check,
     Expected,
@@ -23,7 +24,12 @@ from storepulse.bench.customer_state import customer_state_results
 from storepulse.bench.measure import Variant, measure
 from storepulse.bench.options import BenchOptions
 from storepulse.bench.profile import summarise
-from storepulse.bench.results import bench_results, customer_state_only, exporter_only_results
+from storepulse.bench.results import (
+    bench_results,
+    customer_state_only,
+    exporter_only_results,
+    state_only,
+)
 from storepulse.bench.runner import Bench
 from storepulse.bench.serving import (
     CLIENT_WARM_UP_S,
@@ -46,6 +52,9 @@ async def _run(bench: Bench) -> dict[str, Any]:
     if opts.customer_state:
         figures = await customer_state_results(bench, opts.state_customers, opts.state_days)
         return customer_state_only(bench, figures)
+    if opts.account_state:
+        figures = await account_state_results(bench, opts.state_accounts, opts.state_days)
+        return state_only(bench, figures, "accounts_api_top_30d_s")
     path, expected = await bench.generate_file()
     preload_s = await bench.preload(path)
     n = opts.events

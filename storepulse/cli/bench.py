@@ -42,7 +42,8 @@ reference machine while other work used 1.5 of its cores (less on an idle one).
 Targets on the 2-core reference machine: worker >= 0.9 x trivial, >= 2 x naive, p99 < 1 s at
 5,000 events/s, exact; the exporter's p99 < 100 ms without errors, the worker's p99 < 1 s
 meanwhile. --exporter-only runs that last part alone (~1 minute). --customer-state measures
-the customer stage's Redis memory and the daily report's time over a 1M-customer base instead.
+the customer stage's Redis memory and the daily report's time over a 1M-customer base instead;
+--account-state the account views' memory and the top-N report's time over 100,000 accounts.
 --profile adds a run of the worker under py-spy and says where the time goes (py-spy: `pip
 install py-spy`).
 """
@@ -78,6 +79,8 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         customer_state=args.customer_state,
         state_customers=args.state_customers,
         state_days=args.state_days,
+        account_state=args.account_state,
+        state_accounts=args.state_accounts,
         customer_stage=not args.no_customer_stage,
         exporter_clients=args.exporter_clients,
         exporter_seconds=args.exporter_seconds,
@@ -190,6 +193,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=count,
         default=30,
         help="days of --customer-state (default 30)",
+    )
+    accounts = bench.add_argument_group("the account views")
+    accounts.add_argument(
+        "--account-state",
+        action="store_true",
+        help="run only the account state measurement: --state-accounts accounts over "
+        "--state-days days (and 30 before) through the customer stage's Lua script, Redis bytes "
+        "per account, the top-N report's time from the query, /api/accounts and the CLI",
+    )
+    accounts.add_argument(
+        "--state-accounts",
+        type=count,
+        default=100_000,
+        help="accounts of --account-state (default 100,000)",
     )
     data = bench.add_argument_group("events")
     data.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")

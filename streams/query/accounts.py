@@ -30,7 +30,7 @@ from streams.contract.accounts import (
 from streams.contract.times import iso
 from streams.query.window import newest_complete_end
 from streams.settings import Settings
-from streams.store.accounts import AccountStore, RepSums
+from streams.store.accounts import AccountStore, Ranking, RepSums
 from streams.store.directory import Directory, DirectoryStore
 from streams.store.funnel import FunnelStore
 
@@ -138,13 +138,8 @@ class Accounts:
         first, end = _range(q.from_s, q.to_s)
         directory = await self.directory.read()
         parts = await self.store.partitions()
-        currency = None
-        if q.sort == "revenue":
-            currency = main_currency(await self.store.revenue(parts, first, end, self.factor))
         n = 0 if q.filtered else q.top
-        ranks = await self.store.rank(
-            parts, first, end, self.factor, q.sort, n, q.at_risk, currency or ""
-        )
+        ranks = await self.store.rank(parts, first, end, self.factor, q.sort, n, q.at_risk)
         counts = [sum(r.counts[i] for r in ranks) for i in range(8)]
         revenue: dict[str, int] = {}
         for r in ranks:
@@ -163,9 +158,12 @@ class Accounts:
             "orders": counts[5],
         }
         totals |= money_fields(revenue)
+        # Revenue ranks by the range's main currency (docs/semantics.md); the others by ''.
+        currency = main_currency(revenue) if q.sort == "revenue" else None
+        await self._zeros(ranks, currency or "", q, first, end, n)
         chosen = []
         for r in ranks:
-            for account, score in r.candidates:
+            for account, score in r.candidates[currency or ""]:
                 if q.keeps(directory.row(account)):
                     chosen.append((score is None, -(score or 0.0), account, r.partition))
         chosen.sort()
@@ -180,6 +178,29 @@ class Accounts:
             "totals": totals,
             "accounts": sort_rows(rows, q.sort, currency),
         }
+
+    async def _zeros(
+        self, ranks: list[Ranking], key: str, q: AccountQuery, first: int, end: int, n: int
+    ) -> None:
+        """The candidates of partitions without revenue in the main currency: their accounts
+        all rank at 0 in it, so they count only when fewer accounts than asked have some."""
+        lacking = [r for r in ranks if key not in r.candidates]
+        if not lacking:
+            return
+        if n == 0:  # every account of the partition, each at 0
+            for r in lacking:
+                r.candidates[key] = [(a, 0.0) for a, _ in next(iter(r.candidates.values()))]
+            return
+        positive = sum(1 for r in ranks for _, score in r.candidates.get(key, ()) if score)
+        if positive >= q.top:
+            for r in lacking:
+                r.candidates[key] = []
+            return
+        again = await self.store.rank(
+            [r.partition for r in lacking], first, end, self.factor, q.sort, n, q.at_risk, key
+        )
+        for r, zeros in zip(lacking, again, strict=True):
+            r.candidates[key] = zeros.candidates[key]
 
     async def show(self, account: str, from_s: int, to_s: int) -> dict[str, Any]:
         """`storepulse accounts show ID --json`: the account's row, its users, orders per day."""

@@ -66,7 +66,6 @@ __all__ = [
     "META_RISK_FACTOR",
     "MODE_RANK",
     "MODE_REPS",
-    "MODE_REVENUE",
     "MODE_ROWS",
     "NEW_KINDS",
     "PACK_FIELD",
@@ -120,7 +119,7 @@ ITEM_SEP = ":"  # <len(item)>:<item>, <len(account)>:<account><item>
 HOUR_MAX = "9" * HOUR_DIGITS  # above every hour, in lex order
 
 # query_accounts.lua: its modes, sort keys and scopes, and its temporary keys' names.
-MODE_RANK, MODE_ROWS, MODE_REPS, MODE_REVENUE = "rank", "rows", "reps", "revenue"
+MODE_RANK, MODE_ROWS, MODE_REPS = "rank", "rows", "reps"
 SCOPE_ACTIVE, SCOPE_AT_RISK = "active", "at_risk"
 _TEMPS = {"TMP_SCORES": "t", "TMP_NULLS": "n", "TMP_BASE": "b", "TMP_ACTIVE": "a"}
 _TEMPS |= {"TMP_ORDERING": "o", "TMP_SUMS": "s"}
@@ -195,6 +194,8 @@ def _constants() -> dict[str, str | int]:
         "ADETAIL_PATTERN": "^" + DETAIL_SEP.join(f"([^{DETAIL_SEP}]*)" for _ in range(6)) + "$",
         "HOUR_FORMAT": f"%0{HOUR_DIGITS}d",
         "HOUR_DIGITS": HOUR_DIGITS,
+        "HOUR_S": 3_600,
+        "DAY_S": 86_400,
         "ITEM_SEP": ITEM_SEP,
         "HOUR_MAX": HOUR_MAX,
         "MAX_TS_MS": MAX_TS_MS,
@@ -202,7 +203,6 @@ def _constants() -> dict[str, str | int]:
         "MODE_RANK": MODE_RANK,
         "MODE_ROWS": MODE_ROWS,
         "MODE_REPS": MODE_REPS,
-        "MODE_REVENUE": MODE_REVENUE,
         "SCOPE_AT_RISK": SCOPE_AT_RISK,
         "SORT_REVENUE": "revenue",
         "SORT_ORDERS": "orders",

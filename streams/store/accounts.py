@@ -59,7 +59,8 @@ class Ranking:
     counts: list[int]  # active, ordering, users, ordering users, sessions, orders, new, risky
     revenue_units: dict[str, int]
     unseen_new: list[str]  # customers with history first in range, never seen as accounts
-    candidates: list[tuple[str, float | None]]
+    # The top accounts by the key, per currency when the key is revenue (else under '').
+    candidates: dict[str, list[tuple[str, float | None]]]
 
 
 @dataclass
@@ -159,17 +160,6 @@ class AccountStore:
     def _args(self, p: int, mode: str, from_s: int, to_s: int, factor: int) -> list[Any]:
         return list(ak.QueryArgs(self.prefix(p), mode, from_s, to_s, factor))
 
-    async def revenue(
-        self, partitions: Sequence[int], from_s: int, to_s: int, factor: int
-    ) -> dict[str, int]:
-        """The range's revenue per currency (ten-thousandths), summed over partitions."""
-        argvs = [self._args(p, ak.MODE_REVENUE, from_s, to_s, factor) for p in partitions]
-        out: dict[str, int] = {}
-        for flat in await self._calls(argvs):
-            for cur, units in _split_units(flat).items():
-                out[cur] = out.get(cur, 0) + units
-        return out
-
     async def rank(
         self,
         partitions: Sequence[int],
@@ -179,9 +169,10 @@ class AccountStore:
         key: SortKey,
         n: int,
         at_risk_only: bool,
-        currency: str,
+        currency: str = "",
     ) -> list[Ranking]:
-        """Totals and the top n accounts by key (n = 0: every account in scope) per partition."""
+        """Totals and the top n accounts by key (n = 0: every account in scope) per partition;
+        by revenue: in each currency the partition has, or in `currency` alone."""
         scope = ak.SCOPE_AT_RISK if at_risk_only else ak.SCOPE_ACTIVE
         argvs = [
             [*self._args(p, ak.MODE_RANK, from_s, to_s, factor), key, n, scope, currency]
@@ -192,13 +183,16 @@ class AccountStore:
             partitions, await self._calls(argvs), strict=True
         ):
             units = _split_units(revenue)
-            if n > 0:
-                candidates = [
-                    (_text(chosen[i]), _score(_text(chosen[i + 1])))
-                    for i in range(0, len(chosen), 2)
-                ]
-            else:
-                candidates = [(a, _score(s)) for a, s in unpack_pairs(chosen[0]).items()]
+            candidates = {}
+            for i in range(0, len(chosen), 2):
+                flat = chosen[i + 1]
+                if n > 0:
+                    got = [
+                        (_text(flat[k]), _score(_text(flat[k + 1]))) for k in range(0, len(flat), 2)
+                    ]
+                else:
+                    got = [(a, _score(v)) for a, v in unpack_pairs(flat[0]).items()]
+                candidates[_text(chosen[i])] = got
             out.append(
                 Ranking(p, [int(c) for c in counts], units, [_text(u) for u in unseen], candidates)
             )

@@ -17,12 +17,22 @@ local function hpad(h)
   return string.format(HOUR_FORMAT, h)
 end
 
--- The key of one hour's account zset or hash (indexed for retention like the customer periods).
-local function akey(kind, h)
-  return pkey(kind, 1, h)
+-- The days of the account keys (hours: every point; days: the first point of a day).
+local function day_of(h)
+  return h - h % DAY_S
 end
 
--- Add the point (kind, item, hour h) of account a; nothing if it is there already.
+local function take_one(key, a)
+  if tonumber(redis.call('ZINCRBY', key, -1, a)) <= 0 then
+    redis.call('ZREM', key, a)
+  end
+end
+
+-- Add the point (kind, item, hour h) of account a; nothing if it is there already. Per hour,
+-- every point's member with its previous point's hour; per day, the first point of the day's
+-- (its previous point is before the day): a member's first point in any range of whole hours
+-- (whole days and the hours at the edges) is its one with a previous point before the range.
+-- The new-kinds count, per account and hour, the members whose very first point is there.
 local function add_point(a, ap, kind, item, h)
   local base = PT_ITEM .. kind .. #item .. ITEM_SEP .. item
   local m = base .. hpad(h)
@@ -38,19 +48,23 @@ local function add_point(a, ap, kind, item, h)
   if item ~= '' then
     member = #a .. ITEM_SEP .. a .. item
   end
-  local lk = string.lower(kind)
-  redis.call('ZADD', akey(H_PREV .. lk, h), prev, member)
+  local pk, d = H_PREV .. string.lower(kind), day_of(h)
+  -- nxt > h: its hour and day are kept too.
+  redis.call('ZADD', pkey(pk, 1, h), prev, member)
   if nxt then
-    -- The next point's previous one is now this one (nxt > h: kept too).
-    redis.call('ZADD', akey(H_PREV .. lk, nxt), h, member)
+    redis.call('ZADD', pkey(pk, 1, nxt), h, member)
   end
-  if string.find(NEW_KINDS, kind, 1, true) and prev == -1 then
-    redis.call('ZINCRBY', akey(H_NEW .. lk, h), 1, a)
+  if kept(d) and (prev == -1 or day_of(prev) ~= d) then
+    redis.call('ZADD', pkey(pk, 2, d), prev, member)
+  end
+  if nxt and day_of(nxt) ~= d then
+    redis.call('ZADD', pkey(pk, 2, day_of(nxt)), h, member)
+  end
+  if prev == -1 and string.find(NEW_KINDS, kind, 1, true) then
+    local nk = pkey(H_NEW .. string.lower(kind), 1, h)
+    redis.call('ZINCRBY', nk, 1, a)
     if nxt then
-      local nk = akey(H_NEW .. lk, nxt)
-      if tonumber(redis.call('ZINCRBY', nk, -1, a)) <= 0 then
-        redis.call('ZREM', nk, a)
-      end
+      take_one(pkey(H_NEW .. string.lower(kind), 1, nxt), a)
     end
   end
 end
@@ -217,11 +231,15 @@ local function account_order(j)
     if user ~= '' then
       add_point(a, ap, PK_OUSER, user, h)
     end
-    redis.call('ZINCRBY', akey(H_ORDERS, h), 1, a)
-    redis.call('ZINCRBY', akey(H_REVENUE .. cur .. SEP, h), units, a)
-    local ht = akey(H_TOTALS, h)
-    redis.call('HINCRBY', ht, HT_ORDERS, 1)
-    redis.call('HINCRBY', ht, HT_REVENUE .. SEP .. cur, units)
+    for g, start in ipairs({h, day_of(h)}) do
+      if kept(start) then
+        redis.call('ZINCRBY', pkey(H_ORDERS, g, start), 1, a)
+        redis.call('ZINCRBY', pkey(H_REVENUE .. cur .. SEP, g, start), units, a)
+        local ht = pkey(H_TOTALS, g, start)
+        redis.call('HINCRBY', ht, HT_ORDERS, 1)
+        redis.call('HINCRBY', ht, HT_REVENUE .. SEP .. cur, units)
+      end
+    end
   end
   order_gaps(a, oid, tonumber(ts))
   refresh_first(a)
@@ -267,9 +285,10 @@ local function trim_accounts()
   end
 end
 
--- The account keys of an hour past the retention (names of other periods have none).
+-- The account keys of an hour or a day past the retention (weeks and months have none).
 local function evict_account_hour(name)
-  if string.sub(name, 1, #G[1] + #PSEP) ~= G[1] .. PSEP then
+  local g = string.sub(name, 1, #G[1] + #PSEP)
+  if g ~= G[1] .. PSEP and g ~= G[2] .. PSEP then
     return
   end
   local ht = pfx .. H_TOTALS .. name

@@ -1,9 +1,9 @@
 -- storepulse: read the account views of one customer partition for a range of whole hours.
 --
 -- ARGV: account_keys.QueryArgs (Q_PREFIX .. Q_RISK_FACTOR), then the mode's arguments:
---   revenue                 : the range's revenue per currency (split as hour_totals says)
---   rank  key n scope currency: the range's totals and the top n accounts by key (n = 0: all,
---         packed); scope 'active' (accounts active in the range) or 'at_risk' (at risk at to)
+--   rank  key n scope currency: the range's totals and the top n accounts by key (n = 0:
+--         all, packed), by revenue in each currency of the partition (or in currency, when
+--         given); scope: the accounts active in the range, or those at risk at to
 --   rows  account...: the raw data of each account for the range (contract/accounts.py)
 --   reps  prev_from users: per-account flags and sums for the range and [prev_from, from),
 --         packed, for the per-rep and per-tier roll-ups
@@ -25,13 +25,35 @@ local function temp(name)
   return key
 end
 
--- The hours of [a, b) that hold data on this partition (their names, h:<start>).
-local function hours_in(a, b)
+-- The period names covering [a, b) (whole hours): the hours before the first whole day, the
+-- whole days, the hours after the last one: at most 46 hours and the days between.
+local function spans(a, b)
   local out = {}
-  for _, name in ipairs(redis.call('ZRANGEBYSCORE', pfx .. K_PERIODS, a, '(' .. b)) do
-    if string.sub(name, 1, #G_1 + #PSEP) == G_1 .. PSEP then
-      out[#out + 1] = name
+  local first = a + (DAY_S - a % DAY_S) % DAY_S
+  local last = b - b % DAY_S
+  if first >= last then
+    for h = a, b - HOUR_S, HOUR_S do
+      out[#out + 1] = G_1 .. PSEP .. h
     end
+    return out
+  end
+  for h = a, first - HOUR_S, HOUR_S do
+    out[#out + 1] = G_1 .. PSEP .. h
+  end
+  for d = first, last - DAY_S, DAY_S do
+    out[#out + 1] = G_2 .. PSEP .. d
+  end
+  for h = last, b - HOUR_S, HOUR_S do
+    out[#out + 1] = G_1 .. PSEP .. h
+  end
+  return out
+end
+
+-- Every hour of [a, b): the new-kinds counts are kept per hour only.
+local function hours(a, b)
+  local out = {}
+  for h = a, b - HOUR_S, HOUR_S do
+    out[#out + 1] = G_1 .. PSEP .. h
   end
   return out
 end
@@ -44,9 +66,12 @@ local function hour_keys(kind, hrs)
   return out
 end
 
--- dest = the weighted union of srcs ({key, weight} pairs), 1,000 keys per command.
+-- dest = the weighted union of srcs ({key, weight} pairs, dest itself may be one), 1,000 keys
+-- per command (ZUNIONSTORE replaces dest).
 local function zunion(dest, srcs)
-  redis.call('DEL', dest)
+  if #srcs == 0 then
+    redis.call('DEL', dest)
+  end
   local i = 1
   while i <= #srcs do
     local ks, ws = {}, {}
@@ -107,8 +132,8 @@ end
 
 -- Per account, the distinct items of a kind with a point in [from, to): those first seen in
 -- it (the n<kind> counts) plus those seen before from too (previous point before from).
-local function per_account_distinct(dest, kind, hrs, base)
-  zunion(dest, {{base, 0}, unpack(weighted(hour_keys(H_NEW .. kind, hrs), 1))})
+local function per_account_distinct(dest, kind, hrs)
+  zunion(dest, weighted(hour_keys(H_NEW .. kind, hrs), 1))
   local extra = {}
   for _, name in ipairs(hrs) do
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', pfx .. H_PREV .. kind .. name, 0,
@@ -219,8 +244,13 @@ local function hour_totals(hrs)
   return orders, out
 end
 
-local function new_accounts()
-  local seen_new = redis.call('ZRANGEBYSCORE', pfx .. K_AFIRST, from_s * 1000, '(' .. to_ms)
+local function new_accounts(members)
+  local seen_new
+  if members then
+    seen_new = redis.call('ZRANGEBYSCORE', pfx .. K_AFIRST, from_s * 1000, '(' .. to_ms)
+  else
+    seen_new = redis.call('ZCOUNT', pfx .. K_AFIRST, from_s * 1000, '(' .. to_ms)
+  end
   local unseen = {}
   for _, c in ipairs(redis.call('ZRANGEBYSCORE', pfx .. K_HFIRST, from_s * 1000, '(' .. to_ms)) do
     if redis.call('SISMEMBER', pfx .. K_ACCOUNTS, c) == 0 then
@@ -230,17 +260,21 @@ local function new_accounts()
   return seen_new, unseen
 end
 
--- The scoring set of the ranking: every account in scope with its key (nil score: null).
-local function ranked(key, base, hrs, currency)
-  local t = temp(TMP_SCORES)
+-- The ranking's scores: t holds every account in scope with its key; nulls those whose key
+-- is null (last_order_at only). The accounts in scope come from the sources themselves when
+-- every one of them has a score there (revenue and orders: ordering accounts are active); the
+-- union of the range's active accounts (base) is made only when zeros must be listed too.
+local function ranked(key, scope_base, hrs, every, currency, n)
+  local t, nulls = temp(TMP_SCORES), temp(TMP_NULLS)
+  redis.call('DEL', nulls)
   if key == SORT_REVENUE or key == SORT_ORDERS then
     local kind = key == SORT_ORDERS and H_ORDERS or (H_REVENUE .. currency .. SEP)
-    zunion(t, {{base, 0}, unpack(weighted(hour_keys(kind, hrs), 1))})
+    zunion(t, weighted(hour_keys(kind, hrs), 1))
   elseif key == SORT_SESSIONS or key == SORT_USERS then
     local kind = key == SORT_SESSIONS and string.lower(PK_SESSION) or string.lower(PK_USER)
-    per_account_distinct(t, kind, hrs, base)
+    per_account_distinct(t, kind, every)
   else
-    redis.call('ZINTERSTORE', t, 2, base, pfx .. K_ALAST, 'WEIGHTS', 0, 1)
+    redis.call('ZINTERSTORE', t, 2, scope_base(), pfx .. K_ALAST, 'WEIGHTS', 0, 1)
     for _, a in ipairs(redis.call('ZRANGEBYSCORE', t, to_ms, '+inf')) do
       local best = last_before_to(a)
       if best then
@@ -249,10 +283,16 @@ local function ranked(key, base, hrs, currency)
         redis.call('ZREM', t, a)
       end
     end
+    redis.call('ZDIFFSTORE', nulls, 2, scope_base(), t)
+    return t, nulls
   end
-  redis.call('ZINTERSTORE', t, 2, t, base, 'WEIGHTS', 1, 0)
-  local nulls = temp(TMP_NULLS)
-  redis.call('ZDIFFSTORE', nulls, 2, base, t)
+  local scoped = scope_base(true)
+  if scoped then
+    redis.call('ZINTERSTORE', t, 2, t, scoped, 'WEIGHTS', 1, 0)
+  end
+  if n == 0 or redis.call('ZCARD', t) < n then
+    zunion(t, {{t, 1}, {scope_base(), 0}})
+  end
   return t, nulls
 end
 
@@ -280,12 +320,22 @@ local function top(t, nulls, n)
   return out
 end
 
+local function packed(t, nulls)
+  local rest = redis.call('ZRANGE', nulls, 0, -1)
+  local text = pack_zset(t)
+  if #rest > 0 then
+    local tail = table.concat(rest, PACK_FIELD .. PACK_RECORD) .. PACK_FIELD
+    text = text == '' and tail or (text .. PACK_RECORD .. tail)
+  end
+  return {text}
+end
+
 local function rank()
-  local key, n, scope, currency = ARGV[arg0 + 1], tonumber(ARGV[arg0 + 2]), ARGV[arg0 + 3],
+  local key, n, scope, only = ARGV[arg0 + 1], tonumber(ARGV[arg0 + 2]), ARGV[arg0 + 3],
     ARGV[arg0 + 4]
-  local hrs = hours_in(from_s, to_s)
+  local hrs, every = spans(from_s, to_s), hours(from_s, to_s)
   local risky = at_risk_members()
-  local seen_new, unseen = new_accounts()
+  local seen_new, unseen = new_accounts(false)
   local orders, revenue = hour_totals(hrs)
   local counts = {
     count_distinct(string.lower(PK_ACCOUNT), hrs),
@@ -294,28 +344,43 @@ local function rank()
     count_distinct(string.lower(PK_OUSER), hrs),
     count_distinct(string.lower(PK_SESSION), hrs),
     orders,
-    #seen_new,
+    seen_new,
     #risky,
   }
   local base = temp(TMP_BASE)
-  if scope == SCOPE_AT_RISK then
-    redis.call('DEL', base)
-    add_members(base, risky, 0)
-  else
-    zunion(base, weighted(hour_keys(H_PREV .. string.lower(PK_ACCOUNT), hrs), 0))
-  end
-  local t, nulls = ranked(key, base, hrs, currency)
-  local chosen
-  if n > 0 then
-    chosen = top(t, nulls, n)
-  else
-    local rest = redis.call('ZRANGE', nulls, 0, -1)
-    local packed = pack_zset(t)
-    if #rest > 0 then
-      local tail = table.concat(rest, PACK_FIELD .. PACK_RECORD) .. PACK_FIELD
-      packed = packed == '' and tail or (packed .. PACK_RECORD .. tail)
+  local built = false
+  -- The accounts in scope, made on first use; with only_narrowing, nil for the active ones
+  -- (every source holds active accounts only).
+  local function scope_base(only_narrowing)
+    if only_narrowing and scope ~= SCOPE_AT_RISK then
+      return nil
     end
-    chosen = {packed}
+    if not built then
+      built = true
+      redis.call('DEL', base)
+      if scope == SCOPE_AT_RISK then
+        add_members(base, risky, 0)
+      else
+        zunion(base, weighted(hour_keys(H_PREV .. string.lower(PK_ACCOUNT), hrs), 0))
+      end
+    end
+    return base
+  end
+  -- Revenue ranks per currency: the reader picks the range's main one (summed everywhere).
+  local currencies = {''}
+  if only ~= '' then
+    currencies = {only}
+  elseif key == SORT_REVENUE and #revenue > 0 then
+    currencies = {}
+    for i = 1, #revenue, 3 do
+      currencies[#currencies + 1] = revenue[i]
+    end
+  end
+  local chosen = {}
+  for _, cur in ipairs(currencies) do
+    local t, nulls = ranked(key, scope_base, hrs, every, cur, n)
+    chosen[#chosen + 1] = cur
+    chosen[#chosen + 1] = n > 0 and top(t, nulls, n) or packed(t, nulls)
   end
   return {counts, revenue, unseen, chosen}
 end
@@ -355,12 +420,12 @@ end
 
 local function reps()
   local prev_from, users = tonumber(ARGV[arg0 + 1]), tonumber(ARGV[arg0 + 2]) == 1
-  local hrs = hours_in(from_s, to_s)
-  local before = hours_in(prev_from, from_s)
+  local hrs, every = spans(from_s, to_s), hours(from_s, to_s)
+  local before = spans(prev_from, from_s)
   local active, ordering = temp(TMP_ACTIVE), temp(TMP_ORDERING)
   zunion(active, weighted(hour_keys(H_PREV .. string.lower(PK_ACCOUNT), hrs), 0))
-  zunion(ordering, weighted(hour_keys(H_PREV .. string.lower(PK_ORDERING), hrs), 0))
-  local seen_new, unseen = new_accounts()
+  zunion(ordering, weighted(hour_keys(H_ORDERS, hrs), 0))
+  local seen_new, unseen = new_accounts(true)
   local out = {
     pack_zset(active),
     pack_zset(ordering),
@@ -390,9 +455,9 @@ local function reps()
     out[#out + 1] = by_currency
   end
   if users then
-    per_account_distinct(sums, string.lower(PK_USER), hrs, active)
+    per_account_distinct(sums, string.lower(PK_USER), every)
     out[#out + 1] = pack_zset(sums)
-    per_account_distinct(sums, string.lower(PK_OUSER), hrs, ordering)
+    per_account_distinct(sums, string.lower(PK_OUSER), every)
     out[#out + 1] = pack_zset(sums)
   end
   return out
@@ -401,9 +466,6 @@ end
 local reply
 if mode == MODE_RANK then
   reply = rank()
-elseif mode == MODE_REVENUE then
-  local _, revenue = hour_totals(hours_in(from_s, to_s))
-  reply = revenue
 elseif mode == MODE_ROWS then
   reply = rows()
 elseif mode == MODE_REPS then

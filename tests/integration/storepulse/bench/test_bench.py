@@ -210,3 +210,30 @@ def test_customer_state_tiny_run_measures_memory_and_the_report(tmp_path: Path) 
     assert 0 < results["customers_report_day_30d_s"] <= results["customers_report_day_30d_max_s"]
     assert set(results["targets"]) == {"customers_report_day_30d_s"}
     assert not list(tmp_path.glob("storepulse-bench-*"))  # the private stack's dir is gone
+
+
+@pytest.mark.slow
+def test_account_state_tiny_run_measures_memory_and_the_reports(tmp_path: Path) -> None:
+    output = tmp_path / "accounts.json"
+    result = subprocess.run(
+        [
+            *(*BENCH, "--account-state", "--state-accounts", "300", "--state-days", "3"),
+            *("--output", str(output), "--work-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=PROJECT_DIR,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Redis bytes per account" in result.stdout
+    results = json.loads(output.read_text())
+    # The bench checks the report's active accounts, orders and sessions against what it
+    # wrote (it fails otherwise); here: that it measured them.
+    assert results["account_state_accounts"] == 300
+    assert results["account_state_days_written"] == 33
+    assert results["account_state_orders"] > 0 and results["account_state_sessions"] > 0
+    assert 100 < results["redis_bytes_per_account"] < 1_000_000
+    assert 0 < results["accounts_api_top_30d_s"] <= results["accounts_api_top_30d_max_s"]
+    assert set(results["targets"]) == {"accounts_api_top_30d_s"}
+    assert not list(tmp_path.glob("storepulse-bench-*"))
