@@ -212,9 +212,9 @@ class Settings(BaseSettings):
         "most 200 reps)",
     )
     key_tiers: CommaList = Field(
-        (),
+        ("platinum", "gold"),
         description="tiers whose at-risk accounts KeyAccountsQuiet watches, comma separated "
-        "(empty: no such alert)",
+        "(empty: none); `storepulse rules` renders them",
     )
 
     # Exporter and KPIs

@@ -140,7 +140,9 @@ def account_families(snapshot: AccountSnapshot, settings: Settings) -> list[Metr
     tiers.setdefault(UNASSIGNED, TierFigures())
     out = _gauges("storepulse_", "tier", tiers, settings)
     if snapshot.reps is not None:
-        out += _gauges("storepulse_rep_", "sales_rep", snapshot.reps, settings)
+        reps = dict(snapshot.reps)
+        reps.setdefault(NO_REP, TierFigures())
+        out += _gauges("storepulse_rep_", "sales_rep", reps, settings)
     end = GaugeMetricFamily(
         "storepulse_accounts_window_end_timestamp_seconds",
         f"End of the {WINDOW_DAYS} days of the account gauges (the current hour's end).",

@@ -44,6 +44,7 @@ ALERTS = {
     "PipelineStalled",
     "DeadLetterSurge",
     "StorepulseExporterDown",
+    "KeyAccountsQuiet",
 }
 _VAR_REF = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -456,6 +457,11 @@ def test_the_catalogue_is_what_the_exporter_and_the_worker_serve(
         "storepulse_customer_consumer_lag",
         "storepulse_customer_revenue_total",  # no currency without a customer's order
         "storepulse_period_retention_ratio",
+        # No account with users or revenue in the 30 days (the fixture has no account).
+        "storepulse_account_usage_ratio",
+        "storepulse_account_revenue",
+        "storepulse_rep_account_usage_ratio",
+        "storepulse_rep_account_revenue",
     }
     offline = catalogue.exporter_families()
     for name, family in served.items():
@@ -689,3 +695,44 @@ def test_storepulse_rules_prints_and_writes_the_rendering(tmp_path: Path) -> Non
     out = tmp_path / "storepulse.yml"
     harness.run_cli(["rules", "--output", str(out)], settings)
     assert out.read_text() == printed.stdout
+
+
+def test_key_accounts_quiet_watches_exactly_the_configured_tiers(tmp_path: Path) -> None:
+    # The same rise in three tiers: the rendering for one key tier (with a regex character in
+    # its name) fires for it alone; the one for no key tier for none.
+    tiers = ["a.b", "axb", "silver"]
+    input_series = [
+        {"series": f'storepulse_accounts_at_risk{{tier="{t}"}}', "values": "4x200 10x8"}
+        for t in tiers
+    ]
+    for key_tiers, firing in ((("a.b",), ["a.b"]), ((), [])):
+        rules = tmp_path / f"rules-{len(key_tiers)}.yml"
+        rules.write_text(render_rules(Settings(key_tiers=key_tiers)))
+        tests = {
+            "rule_files": [str(rules)],
+            "evaluation_interval": "1h",
+            "tests": [
+                {
+                    "interval": "1h",
+                    "input_series": input_series,
+                    "promql_expr_test": [
+                        {
+                            "expr": 'ALERTS{alertname="KeyAccountsQuiet",alertstate="firing"}',
+                            "eval_time": "203h",
+                            "exp_samples": [
+                                {
+                                    "labels": 'ALERTS{alertname="KeyAccountsQuiet",'
+                                    f'alertstate="firing",severity="warning",tier="{t}"}}',
+                                    "value": 1,
+                                }
+                                for t in firing
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        test_file = tmp_path / f"rules-{len(key_tiers)}_test.yml"
+        test_file.write_text(yaml.safe_dump(tests))
+        result = _run("promtool", "test", "rules", str(test_file))
+        assert result.returncode == 0, f"{key_tiers}\n{result.stdout}{result.stderr}"
