@@ -34,7 +34,7 @@ __all__ = [
 WINDOW_DAYS = 30
 MAX_TIERS = 20
 MAX_REPS = 200
-REFRESH_SECONDS = 30.0
+REFRESH_SECONDS = 15.0
 OTHER = "other"
 NO_REP = "none"
 

@@ -46,7 +46,8 @@ def grafana_build() -> ModuleType:
 
 def test_every_dashboard_expression_returns_data(make_settings, tmp_path: Path) -> None:
     # 5 s buckets: the event-time window gauges have complete buckets within seconds.
-    s = make_settings(partitions=3, bucket_seconds=5)
+    # Rep labels on: the dashboard has a panel by sales rep.
+    s = make_settings(partitions=3, bucket_seconds=5, export_rep_labels=True)
     expressions = grafana_build().panel_expressions()
     assert len(expressions) > 30
     rules = write_short_rules(tmp_path)

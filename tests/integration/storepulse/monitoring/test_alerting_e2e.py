@@ -35,7 +35,7 @@ WEBHOOK_TOKEN = "alerting-e2e-webhook-token"
 RULES = ROOT / "prometheus" / "rules" / "storepulse.yml"
 
 # Production duration -> test duration, for range selectors ([15m]), offsets and `for:`.
-SHORT_WINDOWS = {"15m": "15s", "6h": "30s", "5m": "15s", "10m": "15s"}
+SHORT_WINDOWS = {"15m": "15s", "6h": "30s", "5m": "15s", "10m": "15s", "7d": "30s", "1d": "15s"}
 SHORT_FOR = "3s"
 
 
@@ -59,9 +59,10 @@ def short_rules(text: str) -> str:
     out = re.sub(r"\boffset (\d+[smhd])\b", offset, out)
     out = re.sub(r"^(\s+)for: \d+[smhd]\s*$", for_, out, flags=re.MULTILINE)
     # The production file's shape: 6 funnel records and 3 order records of 2 alternatives each,
-    # revenue, 3 consumed + 1 accepted + 1 DLQ rates, 1 deriv = 25 ranges; 6 offsets; 6 alerts.
-    # A change there must be looked at here, not silently half-shortened.
-    assert counts == {"range": 25, "offset": 6, "for": 6}, counts
+    # revenue, 3 consumed + 1 accepted + 1 DLQ rates, 1 deriv, the accounts' 7-day baseline =
+    # 26 ranges; 7 offsets; 7 alerts. A change there must be looked at here, not silently
+    # half-shortened.
+    assert counts == {"range": 26, "offset": 7, "for": 7}, counts
     leftover = re.findall(r"\[\d+[mhd]\]|offset \d+[mhd]|for: \d+[mhd]", out)
     assert not leftover, leftover
     return out
