@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "DEFAULT_ACCOUNT_TIERS",
     "DEFAULT_CHANNEL_WEIGHTS",
     "DEFAULT_COUNTRY_WEIGHTS",
     "DEFAULT_CVR_FACTORS",
@@ -57,6 +58,10 @@ DEFAULT_CVR_FACTORS: dict[str, dict[str, float]] = {
 }
 
 
+# The tiers of generated accounts and their shares (KeyAccountsQuiet watches the first two).
+DEFAULT_ACCOUNT_TIERS = (("platinum", 0.05), ("gold", 0.15), ("silver", 0.3), ("bronze", 0.5))
+
+
 def weights_for(
     names: Sequence[str], defaults: Mapping[str, float], overrides: Mapping[str, float]
 ) -> tuple[tuple[str, float], ...]:
@@ -96,6 +101,12 @@ class TrafficConfig:
     repurchase_interval_s: float = 7 * 86_400.0
     # Share of known shoppers who log in at their first add to cart (anonymous before it).
     login_at_cart_share: float = 0.0
+    # B2B accounts (producers/accounts.py): tiers and their shares, sales reps, and the share
+    # of accounts that stop coming somewhere in [0.5, 1.5) x slowing_after_s into the run.
+    account_tiers: tuple[tuple[str, float], ...] = DEFAULT_ACCOUNT_TIERS
+    sales_reps: int = 8
+    slowing_share: float = 0.1
+    slowing_after_s: float = 86_400.0
     catalog_size: int = 5_000
     daily_amplitude: float = 0.0
     daily_peak_hour: float = 20.0
@@ -119,6 +130,7 @@ class TrafficConfig:
             "daily_amplitude": self.daily_amplitude,
             "repurchase_probability": self.repurchase_probability,
             "login_at_cart_share": self.login_at_cart_share,
+            "slowing_share": self.slowing_share,
         }
         for name, value in shares.items():
             if not 0 <= value <= 1:
@@ -141,6 +153,10 @@ class TrafficConfig:
             )
         if self.warmup_s < 0:
             raise ValueError("warmup must be >= 0")
+        if self.sales_reps < 1 or not self.account_tiers:
+            raise ValueError("sales_reps must be >= 1 and account_tiers not empty")
+        if not 0 < self.slowing_after_s < math.inf:
+            raise ValueError(f"slowing_after must be positive, got {self.slowing_after_s}")
         if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):
             raise ValueError(f"think_scale must be in (0, 100], got {self.think_scale}")
         for dim, factors in self.cvr_factors.items():

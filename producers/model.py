@@ -10,7 +10,19 @@ import random
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
+from producers.accounts import AccountBook
 from producers.config import TrafficConfig
+from producers.entries import (
+    DUP,
+    INVALID,
+    INVALID_KINDS,
+    LATE,
+    LOST,
+    VALID,
+    Entry,
+    SessionMark,
+    money,
+)
 from producers.scenarios import Timeline
 from streams.contract.encode import event_line
 from streams.contract.funnel import funnel_stages
@@ -30,20 +42,6 @@ __all__ = [
     "money",
 ]
 
-# Entry kinds. VALID and LATE are first copies of valid events (LATE: delivered after its ts by up
-# to max_delay), DUP a re-sent copy (same bytes, same event_id), INVALID an extra bad line and LOST
-# an event the tracker never sent (no line; it is kept only to be counted when its time comes).
-VALID, LATE, DUP, INVALID, LOST = 0, 1, 2, 3, 4
-
-INVALID_KINDS = (
-    "truncated",
-    "not_object",
-    "missing_field",
-    "naive_ts",
-    "negative_money",
-    "unknown_type",
-)
-
 # Think times in seconds, log-normal (log of the median, sigma), capped at _MAX_GAP_S: about half
 # a minute per page, a little less per checkout step, a few seconds from review to the order.
 _PAGE_GAP = (math.log(20.0), 0.8)
@@ -57,44 +55,6 @@ _SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
 _SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
 _GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
-
-
-class SessionMark:
-    """Per-session ground-truth state, filled in as the session's lines are emitted."""
-
-    __slots__ = (
-        "customer",
-        "login_ts",
-        "min_ts",
-        "order_counted",
-        "order_id",
-        "pending",
-        "revenue_cents",
-    )
-
-    def __init__(self) -> None:
-        self.min_ts: list[int] | None = None
-        self.pending = 0
-        self.revenue_cents = 0
-        self.order_counted = False
-        self.customer: str | None = None  # account_id, else user_id (the worker's rule)
-        self.login_ts = 0  # events before this ts carry no identity (a login at the cart)
-        self.order_id = ""
-
-    def customer_at(self, ts: int) -> str | None:
-        """The customer of the session's event at ts: none before the login."""
-        return self.customer if ts >= self.login_ts else None
-
-
-# (emit_ms, seq, kind, line, key, session, stage, ts_ms); heap order is (emit_ms, seq). For
-# INVALID entries the stage slot holds the index in INVALID_KINDS.
-Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
-
-
-def money(cents: int) -> str:
-    """Exact decimal string with 2 decimals from integer cents."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
@@ -120,6 +80,15 @@ class TrafficModel:
         # Customers coming back to order again: (event time ms, seq, user_id, account index).
         self._returns: list[tuple[int, int, str, int]] = []
         rng = self._rng
+        self.accounts = AccountBook(
+            config.accounts,
+            config.account_tiers,
+            config.sales_reps,
+            config.slowing_share,
+            config.slowing_after_s,
+            seed,
+            start_ms,
+        )
         self._channels = _cumulative(config.channels)
         self._devices = _cumulative(config.devices)
         self._countries = _cumulative(config.countries)
@@ -219,6 +188,9 @@ class TrafficModel:
             while not heap or min(arrival, returns[0][0] if returns else arrival) <= heap[0][0]:
                 if returns and returns[0][0] <= arrival:
                     at, _, user, account = pop(returns)
+                    if account >= 0 and self.accounts.quiet(account, at):
+                        # A slowing account stopped coming: the visit is another account's.
+                        account = self.accounts.pick(rng, at)
                     self._session(at, False, (user, account))
                     continue
                 at = math.floor(arrival)
@@ -261,7 +233,7 @@ class TrafficModel:
             who["user_id"] = user
         elif rand() < cfg.b2b_share:
             b2b = True
-            account = rng.randrange(cfg.accounts)
+            account = self.accounts.pick(rng, arrival)
             who["user_id"] = f"b2b-{account:05d}-{rng.randrange(cfg.users_per_account):02d}"
         elif rand() < cfg.returning_share:
             who["user_id"] = f"u-{rng.randrange(cfg.users):07d}"
@@ -336,9 +308,13 @@ class TrafficModel:
                 user_id = who.get("user_id")
                 q = cfg.repurchase_probability
                 if isinstance(user_id, str) and q and rand() < q:
-                    # The customer comes back (the interval is event time, not think time).
+                    # The customer comes back (the interval is event time, not think time),
+                    # an account at its own cadence.
                     self._seq += 1
-                    back = t + round(rng.expovariate(1.0 / cfg.repurchase_interval_s) * 1_000)
+                    mean = cfg.repurchase_interval_s
+                    if account >= 0:
+                        mean *= self.accounts.profiles[account].cadence
+                    back = t + round(rng.expovariate(1.0 / mean) * 1_000)
                     heapq.heappush(self._returns, (back, self._seq, user_id, account))
                 break
             step = steps[k]
@@ -376,6 +352,10 @@ class TrafficModel:
         mark.revenue_cents = revenue
         customer = who.get("account_id") or who.get("user_id")
         mark.customer = customer if isinstance(customer, str) else None
+        account, user = who.get("account_id"), who.get("user_id")
+        mark.account = account if isinstance(account, str) else None
+        mark.user = user if isinstance(user, str) else None
+        mark.session_id = sid
         mark.login_ts = login_ts
         mark.order_id = f"o-{sid[2:]}"
         seq = self._seq

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from producers.account_truth import AccountTruth
 from producers.customer_truth import CustomerTruth
 from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
 from streams.contract.times import format_ts
@@ -40,6 +41,7 @@ class GroundTruth:
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self.customers = CustomerTruth()
+        self.accounts = AccountTruth()
 
     def _bucket(self, ms: int) -> list[int]:
         start = ms - ms % BUCKET_MS
@@ -69,6 +71,7 @@ class GroundTruth:
             self.events += 1
             self._bucket(ts)[self._n + 2] += 1
             self.customers.event(mark, ts)
+            self.accounts.event(mark, ts)
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
             if self.last_ts is None or ts > self.last_ts:
@@ -85,6 +88,7 @@ class GroundTruth:
             row[self._n] += 1
             row[self._n + 1] += mark.revenue_cents
             self.customers.order(mark, ts)
+            self.accounts.order(mark, ts)
         mark.pending -= 1
         if mark.pending == 0:
             self._settle(mark)

@@ -216,13 +216,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="share of sessions by a B2B buyer, with user_id and account_id (default 0.05)",
     )
     model.add_argument(
-        "--accounts", type=count, default=200, help="B2B accounts in the population (default 200)"
+        "--accounts",
+        type=count,
+        default=200,
+        help="B2B accounts in the population (default 200), each with a tier (platinum, gold, "
+        "silver, bronze), a sales rep and its own order cadence; with --manifest the account "
+        "directory is written beside it (NAME.accounts.csv)",
     )
     model.add_argument(
         "--users-per-account",
         type=count,
         default=5,
         help="buyers per B2B account (default 5)",
+    )
+    model.add_argument(
+        "--sales-reps",
+        type=count,
+        default=8,
+        help="sales reps the accounts are spread over (default 8; one in ten accounts has none)",
+    )
+    model.add_argument(
+        "--slowing-share",
+        type=share(),
+        default=0.1,
+        help="share of accounts that stop coming half to one and a half --slowing-after into "
+        "the run, so that accounts at risk exist (default 0.1)",
+    )
+    model.add_argument(
+        "--slowing-after",
+        type=positive_seconds,
+        default=86_400.0,
+        metavar="DURATION",
+        help="when slowing accounts stop, on average, event time from the start (default 1d)",
     )
     model.add_argument(
         "--repurchase-probability",
@@ -353,6 +378,9 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         b2b_share=args.b2b_share,
         accounts=args.accounts,
         users_per_account=args.users_per_account,
+        sales_reps=args.sales_reps,
+        slowing_share=args.slowing_share,
+        slowing_after_s=args.slowing_after,
         repurchase_probability=args.repurchase_probability,
         repurchase_interval_s=args.repurchase_interval,
         login_at_cart_share=args.login_at_cart,
