@@ -123,7 +123,9 @@ def prometheus_spec(port: int, config: Path, data_dir: Path) -> ProcessSpec:
             f"--storage.tsdb.path={data_dir.resolve()}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
-            "--storage.tsdb.retention.time=7d",
+            # The KPI baselines read the hour around the same time a week ago (offset
+            # 6d23h30m of a 1 h subquery): 7 days and half an hour of history, and a margin.
+            "--storage.tsdb.retention.time=8d",
         ],
         ready=http_ready(f"http://127.0.0.1:{port}/-/ready"),
         address=f"http://127.0.0.1:{port}",
