@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
+    backtest,
     bench,
     demo,
     exporter,
@@ -36,7 +37,7 @@ Every subcommand reads its configuration from STOREPULSE_* environment variables
 
 # In the order `storepulse --help` lists them. Each module's register() adds its subcommand;
 # it imports only argparse-level things, the work is imported by its handler.
-COMMANDS = (stack, demo, worker, kpis, exporter, generate, replay, bench, rules)
+COMMANDS = (stack, demo, worker, kpis, exporter, generate, replay, bench, backtest, rules)
 
 
 def build_parser() -> argparse.ArgumentParser:
