@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,7 +27,7 @@ class KafkaConnection:
     ssl_context: ssl.SSLContext | None
     sasl_mechanism: str | None
     sasl_username: str | None
-    sasl_password: str | None
+    sasl_password: str | None = field(repr=False)  # never in a log line or a traceback
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaConnection:

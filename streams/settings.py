@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.contract.events import DEFAULT_CHECKOUT_STEPS
 from streams.contract.funnel import RESERVED_STAGES, funnel_stages
+from streams.redact import redact_text, redact_url
 
 __all__ = [
     "DEFAULT_CHECKOUT_STEPS",
@@ -23,6 +26,8 @@ __all__ = [
 ]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+# The shortest webhook token accepted (STOREPULSE_WEBHOOK_TOKEN).
+MIN_TOKEN_LENGTH = 16
 
 
 def _split(value: object) -> object:
@@ -32,14 +37,57 @@ def _split(value: object) -> object:
 
 
 class SettingsError(Exception):
-    """A bad environment value, with the variable it came from named."""
+    """Bad environment values, each with the variable it came from named; one line of text."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+# No user:password@ in it: to every redaction that would look like a URL with a secret.
+_REDIS_FORM = "redis://host:port/db, rediss://host:port/db or unix:///path/to/socket"
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """What makes url unusable as the Redis URL, or None; never quotes a part of it."""
+    # redis-py accepts exactly these prefixes, in lower case.
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return f"expected {_REDIS_FORM}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"not a URL (a [ without its ] around an IPv6 address?); expected {_REDIS_FORM}"
+    if parts.scheme == "unix":
+        return None if parts.path else "unix:// needs the socket's path: unix:///path/to/socket"
+    if "@" in parts.path + parts.query + parts.fragment:
+        # The parser ended the userinfo at a / ? or # of the password: host and port would be
+        # taken from the password.
+        return "a / ? or # in the user name or password must be percent-encoded (%2F %3F %23)"
+    if not parts.hostname:
+        return f"no host; expected {_REDIS_FORM}"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535
+        port = 0
+    if port == 0:
+        return "the port must be a number from 1 to 65535"
+    if not re.fullmatch(r"/?[0-9]*", parts.path):
+        # redis-py would quietly use database 0 instead.
+        return "the database (the path after host:port) must be a number, e.g. /0"
+    return None
 
 
 class Settings(BaseSettings):
     """storepulse settings; each field is read from ``STOREPULSE_<FIELD NAME IN CAPITALS>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STOREPULSE_", frozen=True, extra="ignore", case_sensitive=False
+        env_prefix="STOREPULSE_",
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        # A ValidationError's text would quote each bad value, a Redis URL's password included;
+        # load_settings shows them redacted.
+        hide_input_in_errors=True,
     )
 
     # Kafka
@@ -93,6 +141,18 @@ class Settings(BaseSettings):
         ("desktop", "mobile", "tablet"), description="device label values kept; others are other"
     )
     max_event_bytes: int = Field(65_536, ge=1_024, description="larger messages are rejected")
+    max_events_per_session: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="distinct events one session may hold; later ones are rejected session_limit",
+    )
+    dlq_max_payload_bytes: int = Field(
+        16_384,
+        ge=256,
+        le=131_072,
+        description="bytes of a rejected payload kept in its dead letter (the rest: size, digest)",
+    )
 
     # Worker
     worker_id: str = Field(
@@ -102,8 +162,15 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(16066, ge=0, le=65_535, description="worker /metrics port, 0 off")
     batch_size: int = Field(1_000, ge=1, le=100_000, description="max events per batch")
     batch_seconds: float = Field(0.05, gt=0, le=10, description="max wait to fill a batch")
+    stall_seconds: float = Field(
+        30.0,
+        ge=5,
+        le=3_600,
+        description="no progress with data to read, or one rebalance, this long: exit 3",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
-        "uvloop", description="event loop of the worker and the generator (asyncio: fallback)"
+        "uvloop",
+        description="event loop of the worker, the exporter and the generator (asyncio: fallback)",
     )
 
     # Exporter and KPIs
@@ -111,6 +178,11 @@ class Settings(BaseSettings):
     exporter_port: int = Field(19100, ge=0, le=65_535, description="exporter port (0: any free)")
     min_sample: int = Field(
         20, ge=1, description="ratios with a smaller denominator are not exported"
+    )
+    webhook_token: SecretStr | None = Field(
+        None,
+        description="bearer token Alertmanager must send to the exporter's POST /api/alerts "
+        "(secret, 16+ characters); unset: the webhook is off",
     )
 
     # Local stack
@@ -138,21 +210,46 @@ class Settings(BaseSettings):
             raise ValueError(f"checkout steps may not be named {', '.join(clash)}")
         return steps
 
+    @field_validator("webhook_token", mode="before")
+    @classmethod
+    def _token_empty_is_unset(cls, value: object) -> object:
+        # `STOREPULSE_WEBHOOK_TOKEN=` (an empty line in an env file) turns the webhook off; it
+        # must never make "Bearer " with an empty token a valid credential.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        # 16 characters: a guessable word is refused; `openssl rand -base64 32` gives 44. The
+        # token travels in an HTTP header: no spaces or control characters.
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. openssl rand -base64 32)"
+            )
+        if not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("must be printable ASCII without spaces")
+        return value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_valid(cls, value: str) -> str:
         for server in value.split(","):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+                raise ValueError("expected host:port[,host:port...]")
         return value
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url_valid(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"redis", "rediss", "unix"}:
-            raise ValueError(f"expected redis://host:port/db, rediss:// or unix://, got {value!r}")
+        problem = _redis_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -178,6 +275,23 @@ class Settings(BaseSettings):
         """The first bootstrap server, where the local stack's broker listens."""
         host, _, port = self.kafka_bootstrap.split(",")[0].strip().rpartition(":")
         return host, int(port)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "redis_url" else value
+
+    @property
+    def redis_url_shown(self) -> str:
+        """The Redis URL for log lines and messages: userinfo and secret parameters masked."""
+        return redact_url(self.redis_url)
+
+    @property
+    def redis_secret(self) -> str | None:
+        """The password Redis is sent: the URL's (it wins in redis-py), else REDIS_PASSWORD."""
+        password = urlsplit(self.redis_url).password
+        if password:
+            return unquote(password)
+        return self.redis_password.get_secret_value() if self.redis_password else None
 
     @property
     def redis_host_port(self) -> tuple[str, int]:
@@ -225,14 +339,26 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
             name = f"STOREPULSE_{field.upper()}" if field else "STOREPULSE_*"
-            value = err.get("input")
-            secret = "password" in field
-            shown = (
-                "" if secret or isinstance(value, dict) or value is None else f" (got {value!r})"
-            )
-            lines.append(f"{name}: {err['msg']}{shown}")
-        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+            # The messages never quote the value (the validators above say what is wrong in
+            # words); _shown adds it, redacted.
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}{_shown(field, err.get('input'))}")
+        raise SettingsError(problems) from None
+
+
+_SECRET_FIELD = re.compile(r"password|secret|token")
+
+
+def _shown(field: str, value: object) -> str:
+    """The bad value as an error message quotes it: never a secret, a URL only redacted."""
+    if value is None or isinstance(value, dict) or _SECRET_FIELD.search(field):
+        return ""
+    if not isinstance(value, str):
+        return f" (got {redact_text(repr(value))})"
+    # One word is taken as an address (user:password@host without a scheme is masked too).
+    shown = redact_text(value) if any(c.isspace() for c in value) else redact_url(value)
+    return f" (got {shown!r})"

@@ -16,6 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Metric
 
+from streams.exporter.metrics import ExporterStats, stats_families
 from streams.exporter.metrics import families as exporter_metric_families
 from streams.exporter.snapshot import Snapshot
 from streams.settings import Settings
@@ -126,9 +127,11 @@ def rich_snapshot(settings: Settings) -> Snapshot:
 
 
 def exporter_families(settings: Settings | None = None) -> Families:
-    """What the exporter serves, from streams.exporter.metrics.families (no Redis)."""
+    """What the exporter serves, from streams.exporter.metrics (no Redis): the families of a
+    snapshot and the exporter process's own counters."""
     settings = settings or Settings()
-    return from_metrics(exporter_metric_families(rich_snapshot(settings), settings))
+    metrics = exporter_metric_families(rich_snapshot(settings), settings)
+    return from_metrics([*metrics, *stats_families(ExporterStats(), 0)])
 
 
 # docs/metrics.md -----------------------------------------------------------------------------

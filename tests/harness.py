@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +328,24 @@ class TcpProxy(threading.Thread):
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.join(5)
         self.loop.close()
+
+
+class LocalHTTP:
+    """A test's own small HTTP server (a webhook receiver, another origin) on a free port.
+
+    A context manager: serving in a thread inside, shut down and closed on exit.
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], path: str = "/") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LocalHTTP:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

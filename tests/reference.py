@@ -41,25 +41,35 @@ def _seg(value: str, allowed: Sequence[str]) -> str:
 
 
 def expected_state(
-    messages: Iterable[tuple[int, bytes]],
+    messages: Iterable[tuple[int, bytes] | tuple[int, bytes | None, bytes]],
     now_ms: int,
     bucket_seconds: int = 60,
     lateness_ms: int = 3_600_000,
     skew_ms: int = 300_000,
     steps: Sequence[str] = DEFAULT_CHECKOUT_STEPS,
+    max_events: int = 10_000,
 ) -> Expected:
-    """messages: (partition, raw value) in the order one partition's consumer reads them."""
+    """messages: (partition, [key,] raw value) in the order one partition's consumer reads them.
+
+    Without a key the message is taken to be keyed by its session_id, as producers must.
+    """
     parser = EventParser(steps)
     stages = ["visit", "cart", *steps, "purchase"]
     exp = Expected()
     watermark: dict[int, int] = {}
     seen_ids: set[tuple[int, str, str]] = set()
+    held: Counter[tuple[int, str]] = Counter()
     accepted: list[tuple[int, Any]] = []
-    for index, (p, raw) in enumerate(messages):
+    for index, message in enumerate(messages):
+        p, raw = message[0], message[-1]
+        assert isinstance(raw, bytes)
         try:
             ev = parser.parse(raw)
         except Rejected as rej:
             exp.rejected.append((p, index, rej.reason))
+            continue
+        if len(message) == 3 and message[1] != ev.session_id.encode():
+            exp.rejected.append((p, index, "key"))
             continue
         if ev.ts > now_ms + skew_ms:
             exp.rejected.append((p, index, "future"))
@@ -67,11 +77,16 @@ def expected_state(
         if p in watermark and ev.ts < watermark[p] - lateness_ms:
             exp.rejected.append((p, index, "late"))
             continue
+        seen = (p, ev.session_id, ev.event_id) in seen_ids
+        if not seen and held[(p, ev.session_id)] >= max_events:
+            exp.rejected.append((p, index, "session_limit"))
+            continue
         watermark[p] = max(watermark.get(p, ev.ts), ev.ts)
-        if (p, ev.session_id, ev.event_id) in seen_ids:
+        if seen:
             exp.totals["dup"] += 1
             continue
         seen_ids.add((p, ev.session_id, ev.event_id))
+        held[(p, ev.session_id)] += 1
         exp.totals[f"ev|{ev.type}"] += 1
         accepted.append((p, ev))
     for _, _, reason in exp.rejected:
@@ -138,3 +153,13 @@ def event(kind: str, eid: str, sid: str, ts: int | str, **extra: Any) -> dict[st
 
 def dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
+
+
+def session_key(raw: bytes) -> bytes:
+    """The Kafka key a producer gives a message: its session_id (b"" for a non-event)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return b""
+    sid = body.get("session_id") if isinstance(body, dict) else None
+    return sid.strip().encode() if isinstance(sid, str) else b""

@@ -15,7 +15,9 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from storepulse.bench.quantiles import quantile
 from streams.loop import use_event_loop
+from streams.redact import install_log_redaction
 from streams.settings import Settings, load_settings
 from streams.store.client import connect
 from streams.worker.app import Transport, create_app, faust_options, raw_topic
@@ -47,15 +49,6 @@ _TICK_S = 0.05
 def naive_key(topic: str, partition: int) -> str:
     """The naive agent's per-partition counter hash: event type (or reject label) -> count."""
     return f"bench:naive:{{{topic}/{partition}}}"
-
-
-def quantile(sorted_values: Any, q: float) -> float:
-    """Nearest-rank quantile of an ascending sequence (no interpolation: a real sample)."""
-    n = len(sorted_values)
-    if n == 0:
-        return 0.0
-    rank = min(n - 1, max(0, int(q * n + 0.999999999) - 1))
-    return float(sorted_values[rank])
 
 
 def latency_summary(values: Any) -> dict[str, float]:
@@ -302,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency", action="store_true", help="record per-event latency")
     args = parser.parse_args(argv)
+    install_log_redaction()  # its log is the bench's to show (BenchError quotes its tail)
     settings = load_settings()
     # Every variant on the worker's event loop, so the ratios compare like with like.
     use_event_loop(settings.event_loop)

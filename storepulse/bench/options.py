@@ -6,7 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LATENCY_METHOD", "REQUIRED_KEYS", "TARGETS", "BenchError", "BenchOptions"]
+__all__ = [
+    "EXPORTER_KEYS",
+    "LATENCY_METHOD",
+    "REQUIRED_KEYS",
+    "TARGETS",
+    "BenchError",
+    "BenchOptions",
+]
 
 # The keys bench-results.json always has (issue 6), on top of the detail.
 REQUIRED_KEYS = (
@@ -28,7 +35,29 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ratio_vs_trivial": (">=", 0.9),
     "ratio_vs_naive": (">=", 2.0),
     "p99_latency_s": ("<", 1.0),
+    # 50 clients on /metrics and /api/kpis while the worker runs (issue 10): answers within
+    # 100 ms, and the worker keeps its latency target meanwhile.
+    "exporter_p99_s": ("<", 0.1),
+    "exporter_worker_p99_latency_s": ("<", 1.0),
 }
+
+# The keys of the exporter run (`exporter_*`), when it ran.
+EXPORTER_KEYS = (
+    "exporter_clients",
+    "exporter_requests_per_s",
+    "exporter_errors",
+    "exporter_p99_s",
+    "exporter_metrics_requests_per_s",
+    "exporter_metrics_p50_s",
+    "exporter_metrics_p99_s",
+    "exporter_metrics_max_s",
+    "exporter_kpis_requests_per_s",
+    "exporter_kpis_p50_s",
+    "exporter_kpis_p99_s",
+    "exporter_kpis_max_s",
+    "exporter_worker_p99_latency_s",
+    "exporter_worker_max_lag_messages",
+)
 
 LATENCY_METHOD = (
     "every event of the paced run: acknowledgement time in the worker (Faust acks a take_events "
@@ -59,4 +88,13 @@ class BenchOptions:
     trivial_batch: bool = True
     latency_baseline: bool = True
     latency_scale_out: bool = True
+    # The exporter under load while the worker carries a live feed (exporter_* keys).
+    exporter: bool = True
+    exporter_only: bool = False  # only that run: a quick check of the exporter
+    exporter_clients: int = 50
+    exporter_seconds: float = 15.0
+    # Each client's pace: one request every 0.1 s (500 requests/s from 50 clients, far more
+    # than Prometheus and a room of boards ask); 0: each as fast as it is answered.
+    exporter_interval: float = 0.1
+    exporter_feed_rate: float = 2_000.0  # events/s the worker carries meanwhile
     progress: Callable[[str], None] | None = None

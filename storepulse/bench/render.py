@@ -20,12 +20,65 @@ _LABELS = {
     "latency": "worker at fixed load",
     "latency_trivial": "trivial take_events at fixed load",
     "latency_two_workers": "2 workers at fixed load",
+    "exporter_load": "worker while clients load exporter",
     "profile": "worker under py-spy",
 }
 
 
+def _exporter_lines(results: dict[str, Any]) -> list[str]:
+    pace = (
+        f"one request every {results['exporter_interval_s']:g} s each"
+        if results["exporter_interval_s"]
+        else "each as fast as answered"
+    )
+    lines = [
+        f"exporter under load: {results['exporter_clients']} keep-alive clients for "
+        f"{results['exporter_seconds']:g} s ({pace}) while the worker carried "
+        f"{results['exporter_feed_events_per_s'] or 0:,.0f} events/s",
+        f"  {'path':<24}{'requests/s':>11}{'p50':>9}{'p99':>9}{'max':>9}",
+    ]
+    for name, path in (("metrics", "/metrics"), ("kpis", "/api/kpis?window=15m")):
+        lines.append(
+            f"  {path:<24}{results[f'exporter_{name}_requests_per_s']:>11,.0f}"
+            f"{results[f'exporter_{name}_p50_s'] * 1000:>7.1f}ms"
+            f"{results[f'exporter_{name}_p99_s'] * 1000:>7.1f}ms"
+            f"{results[f'exporter_{name}_max_s'] * 1000:>7.1f}ms"
+        )
+    lines.append(
+        f"  {results['exporter_errors']} errors; exporter CPU "
+        f"{results['exporter_cpu_us_per_request'] or 0:,.0f} µs/request "
+        f"({results['exporter_cpu_cores'] or 0:.2f} cores); worker meanwhile: p99 latency "
+        f"{results['exporter_worker_p99_latency_s'] or 0:.3f} s, consumer lag at most "
+        f"{results['exporter_worker_max_lag_messages'] or 0:,} messages (before the clients: "
+        f"{results.get('exporter_worker_max_lag_before_messages') or 0:,})"
+    )
+    return lines
+
+
+def _target_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["", "targets:"]
+    for key, t in results["targets"].items():
+        status = "met" if t["met"] else "MISSED"
+        miss = ""
+        if not t["met"] and "missed_by" in t:
+            miss = f" by {t['missed_by']:g} ({t['missed_by_pct']:g}%)"
+        lines.append(f"  {key:<30} {t['target']:<8} value {t['value']!s:<10} {status}{miss}")
+    return lines
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The human-readable summary printed by `storepulse bench`."""
+    if "worker_events_per_s" not in results:  # --exporter-only
+        lines = [
+            f"storepulse bench --exporter-only: {results['partitions']} partitions, "
+            f"{results['cores']} cores ({results['cpu_model']}), "
+            f"{results.get('event_loop', 'asyncio')} event loop",
+            "",
+            *_exporter_lines(results),
+            *_target_lines(results),
+            f"\nbench took {results['bench_seconds']:.0f} s",
+        ]
+        return "\n".join(lines)
     lines = [
         f"storepulse bench: {results['events']:,} preloaded events, {results['partitions']} "
         f"partitions, {results['cores']} cores ({results['cpu_model']}), batch "
@@ -76,19 +129,14 @@ def render_table(results: dict[str, Any]) -> str:
         f"({results['redis_commands_per_event']:.1f} commands/event; redis-server CPU "
         f"{results['redis_cpu_us_per_event']:.1f} µs/event)"
     )
+    if "exporter_clients" in results:
+        lines += _exporter_lines(results)
     if results["other_load_cores_max"] >= 0.2:
         lines.append(
             f"warning: other processes used up to {results['other_load_cores_max']:.1f} cores "
             "during the run; rates are lower than on an idle machine"
         )
-    lines.append("")
-    lines.append("targets:")
-    for key, t in results["targets"].items():
-        status = "met" if t["met"] else "MISSED"
-        miss = ""
-        if not t["met"] and "missed_by" in t:
-            miss = f" by {t['missed_by']:g} ({t['missed_by_pct']:g}%)"
-        lines.append(f"  {key:<18} {t['target']:<8} value {t['value']!s:<10} {status}{miss}")
+    lines += _target_lines(results)
     if results.get("profile"):
         lines.append("")
         lines.append(results["profile"]["text"])

@@ -10,9 +10,10 @@ from typing import Any
 from storepulse.bench.measure import Variant
 from storepulse.bench.options import LATENCY_METHOD, TARGETS
 from storepulse.bench.runner import Bench
+from storepulse.bench.serving import EXPORTER_PATHS
 from storepulse.bench.sysinfo import cpu_model
 
-__all__ = ["bench_results"]
+__all__ = ["bench_results", "exporter_figures", "exporter_only_results"]
 
 
 def _target(key: str, value: float) -> dict[str, Any]:
@@ -24,6 +25,74 @@ def _target(key: str, value: float) -> dict[str, Any]:
         out["missed_by"] = round(gap, 4)
         out["missed_by_pct"] = round(100 * gap / threshold, 1)
     return out
+
+
+def exporter_figures(bench: Bench, variant: Variant) -> dict[str, Any]:
+    """The exporter_* keys: the clients' figures per path, the exporter's cost, the worker."""
+    load = bench.exporter_reports.get(variant.name, {})
+    paths = load.get("paths", {})
+    out: dict[str, Any] = {
+        "exporter_clients": load.get("clients"),
+        "exporter_seconds": load.get("seconds"),
+        "exporter_interval_s": load.get("interval_s"),
+        "exporter_requests_per_s": load.get("requests_per_s"),
+        "exporter_errors": load.get("errors"),
+    }
+    p99s = []
+    for name, path in EXPORTER_PATHS.items():
+        figures = paths.get(path, {})
+        p99s.append(float(figures.get("p99_s") or 0.0))
+        for key in ("requests_per_s", "p50_s", "p99_s", "max_s"):
+            out[f"exporter_{name}_{key}"] = figures.get(key)
+    q = variant.latency or {}
+    out |= {
+        "exporter_p99_s": max(p99s),
+        "exporter_cpu_us_per_request": load.get("exporter_cpu_us_per_request"),
+        "exporter_cpu_cores": load.get("exporter_cpu_cores"),
+        "exporter_feed_events_per_s": bench.live_reports.get(variant.name, {}).get("rate"),
+        "exporter_worker_p50_latency_s": q.get("p50"),
+        "exporter_worker_p99_latency_s": q.get("p99"),
+        "exporter_worker_max_lag_messages": load.get("worker_lag_messages", {}).get("max"),
+        # The same in the seconds before the clients started: what the machine alone costs.
+        "exporter_worker_max_lag_before_messages": load.get("worker_lag_messages", {}).get(
+            "before_max"
+        ),
+        "exporter_load": load,
+    }
+    return out
+
+
+def _exporter_targets(figures: dict[str, Any]) -> dict[str, Any]:
+    errors = int(figures["exporter_errors"] or 0)
+    return {
+        "exporter_p99_s": _target("exporter_p99_s", float(figures["exporter_p99_s"])),
+        "exporter_errors": {"target": "0", "value": errors, "met": errors == 0},
+        "exporter_worker_p99_latency_s": _target(
+            "exporter_worker_p99_latency_s", float(figures["exporter_worker_p99_latency_s"] or 0)
+        ),
+    }
+
+
+def exporter_only_results(bench: Bench, variant: Variant) -> dict[str, Any]:
+    """`storepulse bench --exporter-only`: the exporter run alone, with the machine's keys."""
+    assert bench.base is not None
+    figures = exporter_figures(bench, variant)
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "partitions": bench.base.partitions,
+        "event_loop": bench.base.event_loop,
+        **figures,
+        "exact": variant.exact,
+        "other_load_cores_max": round(variant.other_load_cores, 2),
+        "bench_seconds": round(time.monotonic() - bench.started, 1),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "targets": {
+            **_exporter_targets(figures),
+            "exact": {"target": "true", "value": variant.exact, "met": variant.exact},
+        },
+        "variants": {variant.name: variant.as_dict()},
+    }
 
 
 def bench_results(
@@ -92,12 +161,19 @@ def bench_results(
         tb = variants["trivial_batch"]
         results["trivial_batch_events_per_s"] = round(tb.events_per_s, 1)
         results["ratio_vs_trivial_batch"] = round(w.events_per_s / tb.events_per_s, 4)
+    exporter = (
+        exporter_figures(bench, variants["exporter_load"]) if "exporter_load" in variants else None
+    )
+    if exporter is not None:
+        results |= exporter
     results["targets"] = {
         "ratio_vs_trivial": _target("ratio_vs_trivial", ratio_t),
         "ratio_vs_naive": _target("ratio_vs_naive", ratio_n),
         "p99_latency_s": _target("p99_latency_s", float(q.get("p99") or 0.0)),
         "exact": {"target": "true", "value": results["exact"], "met": results["exact"]},
     }
+    if exporter is not None:
+        results["targets"] |= _exporter_targets(exporter)
     results["variants"] = {k: v.as_dict() for k, v in variants.items()}
     results["profile"] = profile
     return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,14 @@ from storepulse.bench.checks import Check, Expected, count_check, naive_check, w
 from storepulse.bench.measure import Variant, measure
 from storepulse.bench.options import BenchOptions
 from storepulse.bench.profile import summarise
-from storepulse.bench.results import bench_results
+from storepulse.bench.results import bench_results, exporter_only_results
 from storepulse.bench.runner import Bench
+from storepulse.bench.serving import (
+    CLIENT_WARM_UP_S,
+    WARM_S,
+    running_exporter,
+    serve_under_load,
+)
 from storepulse.bench.sysinfo import Child
 from streams.kafka import ensure_topics
 from streams.settings import Settings
@@ -25,6 +31,8 @@ __all__ = ["run_bench"]
 async def _run(bench: Bench) -> dict[str, Any]:
     opts = bench.opts
     bench.start_stack()
+    if opts.exporter_only:
+        return exporter_only_results(bench, await _exporter_load(bench))
     path, expected = await bench.generate_file()
     preload_s = await bench.preload(path)
     n = opts.events
@@ -51,6 +59,8 @@ async def _run(bench: Bench) -> dict[str, Any]:
         variants["latency_two_workers"] = await _live(
             bench, "latency_two_workers", "worker", processes=2
         )
+    if opts.exporter:
+        variants["exporter_load"] = await _exporter_load(bench)
 
     profile: dict[str, Any] | None = None
     if opts.profile:
@@ -76,12 +86,56 @@ async def _run(bench: Bench) -> dict[str, Any]:
     return bench_results(bench, variants, preload_s, profile)
 
 
-async def _live(bench: Bench, name: str, mode: str, processes: int = 1) -> Variant:
-    """One variant on its own topic fed by `storepulse generate` at the offered rate."""
+async def _exporter_load(bench: Bench) -> Variant:
+    """The worker on a live feed while 50 clients load an exporter on the same Redis.
+
+    The exporter starts (and imports) before the feed, so its start costs the worker nothing.
+    """
     assert bench.base is not None
     opts = bench.opts
+    name = "exporter_load"
     topic = f"{bench.base.topic}.{name}"
     settings = bench.fresh(name, topic=topic, dlq_topic=f"{topic}.dlq")
+    # The feed outlasts the clients: the warm-ups and a margin after.
+    seconds = WARM_S + CLIENT_WARM_UP_S + opts.exporter_seconds + 3.0
+    async with running_exporter(bench, settings) as url:
+
+        async def load(settings: Settings) -> None:
+            bench.exporter_reports[name] = await serve_under_load(bench, settings, url)
+
+        return await _live(
+            bench,
+            name,
+            "worker",
+            rate=opts.exporter_feed_rate,
+            seconds=seconds,
+            during=load,
+            settings=settings,
+        )
+
+
+async def _live(
+    bench: Bench,
+    name: str,
+    mode: str,
+    processes: int = 1,
+    rate: float | None = None,
+    seconds: float | None = None,
+    during: Callable[[Settings], Awaitable[None]] | None = None,
+    settings: Settings | None = None,
+) -> Variant:
+    """One variant on its own topic fed by `storepulse generate` at the offered rate.
+
+    `during`, when given, runs on the variant's settings while the feed runs; `settings`
+    are the variant's when its caller made them already.
+    """
+    assert bench.base is not None
+    opts = bench.opts
+    rate = opts.latency_rate if rate is None else rate
+    seconds = opts.latency_seconds if seconds is None else seconds
+    if settings is None:
+        topic = f"{bench.base.topic}.{name}"
+        settings = bench.fresh(name, topic=topic, dlq_topic=f"{topic}.dlq")
     manifest = bench.root / f"{name}.manifest.json"
     await ensure_topics(settings)
     fed: dict[str, Any] = {}
@@ -90,28 +144,36 @@ async def _live(bench: Bench, name: str, mode: str, processes: int = 1) -> Varia
         what = f"{name}: group join and assignment"
         await bench.wait_for(what, lambda: all(m.exists() for m in markers), procs, 120)
         await asyncio.sleep(1.0)  # the first fetch after the assignment
-        bench.say(
-            f"{name}: offering {opts.latency_rate:,.0f} events/s for {opts.latency_seconds:g}s"
+        bench.say(f"{name}: offering {rate:,.0f} events/s for {seconds:g}s")
+        generating = asyncio.create_task(
+            bench.run_cli(
+                settings,
+                [
+                    "generate",
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(seconds),
+                    "--seed",
+                    str(opts.seed + 1),
+                    "--manifest",
+                    str(manifest),
+                    "--no-create-topics",
+                    "--json",
+                    "--progress",
+                    "never",
+                ],
+                f"generate-{name}.log",
+            )
         )
-        out = await bench.run_cli(
-            settings,
-            [
-                "generate",
-                "--rate",
-                str(opts.latency_rate),
-                "--duration",
-                str(opts.latency_seconds),
-                "--seed",
-                str(opts.seed + 1),
-                "--manifest",
-                str(manifest),
-                "--no-create-topics",
-                "--json",
-                "--progress",
-                "never",
-            ],
-            f"generate-{name}.log",
-        )
+        try:
+            if during is not None:
+                await during(settings)
+        except BaseException:
+            generating.cancel()  # run_cli kills the generator
+            await asyncio.gather(generating, return_exceptions=True)
+            raise
+        out = await generating
         fed["report"] = report = json.loads(out.strip().splitlines()[-1])
         fed["expected"] = Expected.from_manifest(json.loads(manifest.read_text()))
         bench.live_reports[name] = report

@@ -41,6 +41,8 @@ class Bench:
         self.base: Settings | None = None
         self.redis_port = 0
         self.live_reports: dict[str, dict[str, Any]] = {}
+        self.exporter_reports: dict[str, dict[str, Any]] = {}
+        self.exporters: dict[str, Child] = {}  # URL -> the exporter process serving it
         self._db = 0
 
     # Stack ---------------------------------------------------------------------------------
@@ -106,15 +108,18 @@ class Bench:
 
     # Helpers -------------------------------------------------------------------------------
 
-    async def run_cli(self, settings: Settings, args: Sequence[str], log: str) -> str:
-        """`storepulse <args>` as a child process; returns its stdout (stderr to a log file)."""
+    async def run_cli(
+        self, settings: Settings, args: Sequence[str], log: str, module: str = "storepulse.cli"
+    ) -> str:
+        """`storepulse <args>` (or `python -m module <args>`) as a child process; returns its
+        stdout (stderr to a log file)."""
         log_path = self.root / "logs" / log
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "storepulse.cli",
+                module,
                 *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -131,7 +136,8 @@ class Bench:
                     await proc.wait()
         if proc.returncode != 0:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise BenchError(f"storepulse {' '.join(args)} exited {proc.returncode}:\n{tail}")
+            command = "storepulse" if module == "storepulse.cli" else f"python -m {module}"
+            raise BenchError(f"{command} {' '.join(args)} exited {proc.returncode}:\n{tail}")
         return out.decode()
 
     def spawn(self, name: str, settings: Settings, mode: str, result: Path, *extra: str) -> Child:

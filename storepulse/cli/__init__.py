@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
@@ -19,8 +20,9 @@ from storepulse.cli import (
     stack,
     worker,
 )
+from storepulse.cli.errors import describe
 from storepulse.cli.signals import Stopped, exit_status, guard_output, stopping_on_signals
-from storepulse.local.procs import ServiceError
+from streams.redact import install_log_redaction, redact_text
 from streams.settings import Settings, SettingsError, load_settings
 
 __all__ = ["COMMANDS", "build_parser", "command_names", "main"]
@@ -64,7 +66,8 @@ def command_names() -> set[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; the exit statuses are in README.md, "Stopping and exit statuses"."""
-    guard_output()
+    guard_output()  # first: `storepulse --help | head -1` writes through it too
+    install_log_redaction()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -74,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"storepulse: {exc}", file=sys.stderr)
-        return 2
+        return _failed(args, exc, None)
     handler: Handler = args.handler
     with stopping_on_signals():
         try:
@@ -84,10 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_status(exc.signum)
         except KeyboardInterrupt:  # SIGINT after asyncio or mode put Python's default back
             return 130
-        except ServiceError as exc:
-            print(f"storepulse: {exc}", file=sys.stderr)
-            return 1
         except BrokenPipeError:
             # Data written to stdout itself (`generate --out - | head`) whose reader has gone.
             print(f"storepulse {args.command}: stdout closed by its reader", file=sys.stderr)
             return 1
+        except Exception as exc:
+            return _failed(args, exc, settings)
+
+
+def _failed(args: argparse.Namespace, exc: Exception, settings: Settings | None) -> int:
+    """One line for a failure we can explain (storepulse.cli.errors), a traceback for a bug;
+    either redacted. -v adds the traceback to the line."""
+    failure = describe(exc, settings)
+    if failure is None or args.verbose:
+        sys.stderr.write(redact_text("".join(traceback.format_exception(exc))))
+    if failure is None:
+        return 1  # what Python's own exit after an uncaught exception says
+    print(f"storepulse {args.command}: {failure.text}", file=sys.stderr)
+    return failure.status

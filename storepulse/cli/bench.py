@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from storepulse.cli.argtypes import count, positive, share
+from storepulse.cli.argtypes import count, positive, seconds, share
 from storepulse.cli.signals import Stopped
 from streams.settings import Settings
 
@@ -28,13 +28,17 @@ Throughput is first event taken to last event acknowledged (stored, for the work
 group join is excluded. Then the worker runs on a fresh topic fed live by `storepulse generate`
 at --latency-rate for --latency-seconds, and every event's latency from its Kafka timestamp to
 its batch being stored gives p50 and p99. Every variant's counters are checked against the
-generator's ground truth (`exact`).
+generator's ground truth (`exact`). Last, the worker carries a live feed at
+--exporter-feed-rate while --exporter-clients keep-alive HTTP clients load a real
+`storepulse exporter` on its Redis (/metrics and /api/kpis?window=15m in turn): requests/s,
+p50, p99, max and errors per path, and the worker's latency and lag meanwhile.
 
 Prints a table and writes --output (JSON). Default sizes took ~9 minutes on the 2-core
 reference machine while other work used 1.5 of its cores (less on an idle one).
 Targets on the 2-core reference machine: worker >= 0.9 x trivial, >= 2 x naive, p99 < 1 s at
-5,000 events/s, exact. --profile adds a run of the worker under py-spy and says where the time
-goes (py-spy: `pip install py-spy`).
+5,000 events/s, exact; the exporter's p99 < 100 ms without errors, the worker's p99 < 1 s
+meanwhile. --exporter-only runs that last part alone (~1 minute). --profile adds a run of
+the worker under py-spy and says where the time goes (py-spy: `pip install py-spy`).
 """
 
 
@@ -63,6 +67,12 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         trivial_batch=not args.no_trivial_batch,
         latency_baseline=not args.no_latency_baseline,
         latency_scale_out=not args.no_latency_scale_out,
+        exporter=not args.no_exporter,
+        exporter_only=args.exporter_only,
+        exporter_clients=args.exporter_clients,
+        exporter_seconds=args.exporter_seconds,
+        exporter_interval=args.exporter_interval,
+        exporter_feed_rate=args.exporter_feed_rate,
         progress=progress,
     )
     try:
@@ -110,6 +120,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=positive,
         default=20.0,
         help="length of the latency run in seconds (default 20)",
+    )
+    served = bench.add_argument_group("exporter under load")
+    served.add_argument(
+        "--exporter-clients",
+        type=count,
+        default=50,
+        help="concurrent keep-alive HTTP clients on the exporter (default 50)",
+    )
+    served.add_argument(
+        "--exporter-seconds",
+        type=positive,
+        default=15.0,
+        help="how long the clients are measured (default 15)",
+    )
+    served.add_argument(
+        "--exporter-interval",
+        type=seconds,
+        default=0.1,
+        help="each client sends a request every this many seconds (default 0.1: 500 "
+        "requests/s from 50 clients); 0: each as fast as it is answered",
+    )
+    served.add_argument(
+        "--exporter-feed-rate",
+        type=positive,
+        default=2_000.0,
+        help="events per second the worker carries meanwhile (default 2,000)",
+    )
+    served.add_argument(
+        "--no-exporter", action="store_true", help="skip the exporter run (saves ~45 s)"
+    )
+    served.add_argument(
+        "--exporter-only",
+        action="store_true",
+        help="run only the exporter run (no preload, no other variant)",
     )
     data = bench.add_argument_group("events")
     data.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from storepulse.local.procs import ManagedProcess, ProcessSpec, ServiceError, http_ready
 from storepulse.local.stack import LocalStack
+from streams.redact import redact_text
 from streams.settings import Settings
 
 __all__ = ["DEMO_PREFIX", "demo_processes", "run_demo"]
@@ -38,7 +39,16 @@ def demo_processes(
         gen += ["--duration", str(duration)]
     specs = [
         ProcessSpec(f"{DEMO_PREFIX}worker", _cli("worker"), lambda: True, "worker"),
-        ProcessSpec(f"{DEMO_PREFIX}exporter", _cli("exporter"), http_ready(url), url),
+        # The board reads the stack's Alertmanager itself: it works with or without the
+        # webhook (STOREPULSE_WEBHOOK_TOKEN), and shows what Alertmanager shows.
+        ProcessSpec(
+            f"{DEMO_PREFIX}exporter",
+            _cli(
+                "exporter", "--alertmanager-url", f"http://127.0.0.1:{settings.alertmanager_port}"
+            ),
+            http_ready(url),
+            url,
+        ),
         ProcessSpec(f"{DEMO_PREFIX}generator", _cli(*gen), lambda: True, "kafka"),
     ]
     return [ManagedProcess(spec, settings.state_dir) for spec in specs]
@@ -71,7 +81,7 @@ def _summary(settings: Settings) -> str:
     try:
         return asyncio.run(read())
     except Exception as exc:  # the summary is best effort; the demo keeps running
-        return f"(KPIs unavailable: {exc})"
+        return redact_text(f"(KPIs unavailable at {settings.redis_url_shown}: {exc})")
 
 
 def run_demo(

@@ -63,14 +63,29 @@ def http_ready(url: str) -> Callable[[], bool]:
     return probe
 
 
-def redis_ready(host: str, port: int) -> Callable[[], bool]:
-    """PING answered with PONG; a redis-server still loading its AOF answers -LOADING."""
+def _command(*parts: bytes) -> bytes:
+    """One command in the Redis protocol (RESP): any bytes in its arguments, spaces too."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def redis_ready(host: str, port: int, password: str | None = None) -> Callable[[], bool]:
+    """PING answered with PONG (after AUTH with a password); a redis-server still loading its
+    AOF answers -LOADING, one that wants a password -NOAUTH."""
+    request, expected = _command(b"PING"), b"+PONG\r\n"
+    if password is not None:
+        request = _command(b"AUTH", password.encode()) + request
+        expected = b"+OK\r\n" + expected
 
     def probe() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                sock.sendall(request)
+                answer = b""
+                while expected.startswith(answer) and answer != expected:
+                    if not (chunk := sock.recv(256)):
+                        break
+                    answer += chunk
+                return answer.startswith(expected)
         except OSError:
             return False
 
@@ -131,6 +146,10 @@ class ManagedProcess:
         if not _alive(pid) or Path(self.spec.argv[0]).name[:15] not in " ".join(_cmdline(pid)):
             return None
         return pid
+
+    def returncode(self) -> int | None:
+        """The exit status of the child this object started, once it has exited."""
+        return None if self._child is None else self._child.poll()
 
     def log_tail(self, lines: int = 20) -> str:
         try:

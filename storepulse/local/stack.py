@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,13 +85,29 @@ def broker_spec(host: str, port: int) -> ProcessSpec:
     )
 
 
-def redis_spec(host: str, port: int, data_dir: Path) -> ProcessSpec:
-    """redis-server with the append-only file on, fsync every second, no RDB snapshots."""
+def _auth_config(data_dir: Path, password: str) -> Path:
+    """A config file (mode 600) with requirepass: on the command line ps would show it."""
+    path = data_dir / "auth.conf"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    # Every byte \xHH-escaped inside double quotes: any password, as redis-server reads it.
+    escaped = "".join(f"\\x{byte:02x}" for byte in password.encode())
+    path.write_text(f'requirepass "{escaped}"\n')
+    return path
+
+
+def redis_spec(host: str, port: int, data_dir: Path, password: str | None = None) -> ProcessSpec:
+    """redis-server with the append-only file on, fsync every second, no RDB snapshots.
+
+    With a password, clients must AUTH (requirepass, from a config file in data_dir).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
+    config = [] if password is None else [str(_auth_config(data_dir, password).resolve())]
     return ProcessSpec(
         name="redis",
         argv=[
             find_binary("redis-server"),
+            *config,  # a config file must be the first argument
             "--bind",
             host,
             "--port",
@@ -108,7 +125,7 @@ def redis_spec(host: str, port: int, data_dir: Path) -> ProcessSpec:
             "--protected-mode",
             "yes",
         ],
-        ready=redis_ready(host, port),
+        ready=redis_ready(host, port, password),
         address=f"redis://{host}:{port}",
     )
 
@@ -184,13 +201,30 @@ class LocalStack:
                 worker_targets=[f"{s.worker_web_host}:{s.worker_web_port}"],
             )
         )
-        am_cfg.write_text(render_alertmanager_config(f"{s.exporter_url}/api/alerts"))
+        am_cfg.write_text(self._alertmanager_config(am_cfg.parent))
         return [
             broker_spec(kafka_host, kafka_port),
-            redis_spec(redis_host, redis_port, state / "redis"),
+            redis_spec(redis_host, redis_port, state / "redis", s.redis_secret),
             prometheus_spec(s.prometheus_port, prom_cfg, state / "prometheus" / "data"),
             alertmanager_spec(s.alertmanager_port, am_cfg, state / "alertmanager" / "data"),
         ]
+
+    def _alertmanager_config(self, directory: Path) -> str:
+        """With STOREPULSE_WEBHOOK_TOKEN, Alertmanager posts to the exporter's webhook with it
+        (from a file only root can read); without, it posts nowhere and the exporter reads
+        Alertmanager's API (`storepulse demo` passes --alertmanager-url)."""
+        token_file = directory / "webhook-token"
+        token = self.settings.webhook_token
+        if token is None:
+            token_file.unlink(missing_ok=True)
+            return render_alertmanager_config(None)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token.get_secret_value())
+        token_file.chmod(0o600)  # also when the file was there before with other bits
+        return render_alertmanager_config(
+            f"{self.settings.exporter_url}/api/alerts", credentials_file=str(token_file.resolve())
+        )
 
     def processes(self) -> list[ManagedProcess]:
         return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]
@@ -220,7 +254,8 @@ class LocalStack:
             return asyncio.run(ensure_topics(self.settings))
         except (KafkaError, OSError) as exc:
             raise ServiceError(
-                f"cannot create the topics on {self.settings.kafka_bootstrap}: {exc!r}"
+                f"cannot create the topics on {self.settings.kafka_bootstrap}: {exc!r}; is the "
+                "broker running (`storepulse stack status`)?"
             ) from exc
 
     def down(self, names: Sequence[str] | None = None) -> list[str]:

@@ -34,8 +34,26 @@ def render_prometheus_config(
     return json.dumps(config, indent=2) + "\n"
 
 
-def render_alertmanager_config(webhook_url: str, group_wait: str = "10s") -> str:
-    """alertmanager.yml sending every alert to one webhook (the exporter's, or a test's)."""
+def render_alertmanager_config(
+    webhook_url: str | None,
+    group_wait: str = "10s",
+    credentials_file: str | None = None,
+) -> str:
+    """alertmanager.yml sending every alert to one webhook (the exporter's, or a test's).
+
+    With credentials_file, Alertmanager sends `Authorization: Bearer <the file's content>`
+    (the exporter's STOREPULSE_WEBHOOK_TOKEN); the token stays out of the config. Without a
+    webhook_url the receiver sends nothing: the exporter reads Alertmanager's API instead
+    (`storepulse exporter --alertmanager-url`).
+    """
+    receiver: dict[str, Any] = {"name": "storepulse-webhook"}
+    if webhook_url is not None:
+        webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+        if credentials_file is not None:
+            webhook["http_config"] = {
+                "authorization": {"type": "Bearer", "credentials_file": credentials_file}
+            }
+        receiver["webhook_configs"] = [webhook]
     config = {
         "route": {
             "receiver": "storepulse-webhook",
@@ -44,11 +62,6 @@ def render_alertmanager_config(webhook_url: str, group_wait: str = "10s") -> str
             "group_interval": "1m",
             "repeat_interval": "4h",
         },
-        "receivers": [
-            {
-                "name": "storepulse-webhook",
-                "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
-            }
-        ],
+        "receivers": [receiver],
     }
     return json.dumps(config, indent=2) + "\n"

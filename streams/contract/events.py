@@ -23,6 +23,7 @@ from streams.contract.times import MAX_TS_MS, parse_ts
 
 __all__ = [
     "DEFAULT_CHECKOUT_STEPS",
+    "MAX_ID_LENGTH",
     "MAX_TS_MS",
     "AddToCart",
     "CheckoutStep",
@@ -30,6 +31,7 @@ __all__ = [
     "EventParser",
     "EventType",
     "Purchase",
+    "RejectReason",
     "Rejected",
     "Visit",
     "event_json_schema",
@@ -38,7 +40,8 @@ __all__ = [
 
 DEFAULT_CHECKOUT_STEPS: tuple[str, ...] = ("shipping", "payment", "review")
 EventType = Literal["visit", "add_to_cart", "checkout_step", "purchase"]
-RejectReason = Literal["malformed", "schema", "late", "future"]
+# In the order the worker checks them: the first that applies is the reason (docs/semantics.md).
+RejectReason = Literal["malformed", "schema", "key", "future", "late", "session_limit"]
 
 
 def _segment(value: object) -> object:
@@ -55,7 +58,13 @@ EpochMillis = Annotated[
         }
     ),
 ]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+# Ids are kept per session in Redis (event ids) and per partition (order ids): 128 characters
+# bound what one id may cost (UUIDs are 36) and, with STOREPULSE_MAX_EVENTS_PER_SESSION, what a
+# session may hold.
+MAX_ID_LENGTH = 128
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)
+]
 Segment = Annotated[
     str,
     BeforeValidator(_segment),

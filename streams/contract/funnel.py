@@ -75,6 +75,15 @@ class PartitionCursor:
         self, ts_ms: int, now_ms: int, allowed_lateness_ms: int, max_future_skew_ms: int
     ) -> tuple[RejectReason, str] | None:
         """None when accepted (and the watermark moves), else the reason and a detail."""
+        verdict = self.check(ts_ms, now_ms, allowed_lateness_ms, max_future_skew_ms)
+        if verdict is None:
+            self.accept(ts_ms)
+        return verdict
+
+    def check(
+        self, ts_ms: int, now_ms: int, allowed_lateness_ms: int, max_future_skew_ms: int
+    ) -> tuple[RejectReason, str] | None:
+        """The future and late rules alone: None when ts_ms passes them (nothing moves)."""
         if ts_ms > now_ms + max_future_skew_ms:
             return "future", (
                 f"event time is {(ts_ms - now_ms) / 1000:.3f}s ahead of the worker clock, "
@@ -86,9 +95,12 @@ class PartitionCursor:
                 f"event time is {(wm - ts_ms) / 1000:.3f}s behind the partition watermark, "
                 f"more than the allowed lateness of {allowed_lateness_ms / 1000:.0f}s"
             )
-        if wm is None or ts_ms > wm:
-            self.watermark_ms = ts_ms
         return None
+
+    def accept(self, ts_ms: int) -> None:
+        """An event of ts_ms is accepted: the watermark is the newest accepted event time."""
+        if self.watermark_ms is None or ts_ms > self.watermark_ms:
+            self.watermark_ms = ts_ms
 
 
 def country_label(value: str) -> str:

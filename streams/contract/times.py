@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 __all__ = [
     "MAX_TS_MS",
+    "MIN_INSTANT_MS",
     "format_ts",
     "iso",
     "parse_duration",
@@ -19,6 +20,10 @@ __all__ = [
 
 # 9999-12-31T23:59:59.999Z: the largest instant ISO 8601 strings can spell.
 MAX_TS_MS = 253_402_300_799_999
+# 2000-01-01T00:00:00Z: the earliest instant a person or a URL may ask for. Events carry no
+# older timestamps, and `to=0` or `--from 5` (epoch milliseconds typed for seconds, or nothing)
+# would otherwise answer for 1969/1970 instead of saying what is wrong.
+MIN_INSTANT_MS = 946_684_800_000
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 _UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 # Longer texts are refused before any conversion: a 10,000-digit number would otherwise reach
@@ -58,12 +63,21 @@ def parse_instant_ms(text: str) -> int:
     value = text.strip()
     if len(value) > _MAX_TEXT:
         raise ValueError(f"{value[:_MAX_TEXT]!r}... is not an instant (too long)")
-    if value.isdigit():
-        return parse_ts(int(value))
-    try:
-        return parse_ts(value)
-    except ValueError as exc:
-        raise ValueError(f"{exc}; expected ISO 8601 with a zone or epoch milliseconds") from None
+    if value.isascii() and value.isdigit():
+        ms = parse_ts(int(value))
+    else:
+        try:
+            ms = parse_ts(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}; expected ISO 8601 with a zone or epoch milliseconds"
+            ) from None
+    if ms < MIN_INSTANT_MS:
+        raise ValueError(
+            f"{value!r} is before 2000-01-01T00:00:00Z; expected ISO 8601 with a zone or "
+            "epoch milliseconds (e.g. 1800000000000)"
+        )
+    return ms
 
 
 def parse_duration(text: str, *, allow_zero: bool = False) -> float:

@@ -17,7 +17,15 @@ from streams.exporter.snapshot import Snapshot
 from streams.settings import Settings
 from streams.store.keys import bucket_counts, parse_totals
 
-__all__ = ["ExporterCollector", "create", "families"]
+__all__ = [
+    "OVERLOAD_REASONS",
+    "WEBHOOK_REFUSALS",
+    "ExporterCollector",
+    "ExporterStats",
+    "create",
+    "families",
+    "stats_families",
+]
 
 K = TypeVar("K", str, tuple[str, str], tuple[str, str, str])
 _EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -86,6 +94,11 @@ def _counters(out: _Families, fields: Mapping[str, int], settings: Settings) -> 
     )
     for currency, units in sorted(totals.revenue_units.items()):
         revenue.add_metric([currency], units / MONEY_SCALE)
+    out.counter(
+        "storepulse_dlq_lost",
+        "Rejected events whose dead letter Kafka refused for good (logged by the worker with "
+        "partition and offset); the rejection itself is in storepulse_events_rejected_total.",
+    ).add_metric([], totals.dlq_lost)
     out.counter(
         "storepulse_topic_resets",
         "Partitions found recreated (Redis offsets the broker no longer has); counters kept.",
@@ -197,6 +210,48 @@ def _health(out: _Families, snapshot: Snapshot) -> None:
         "storepulse_exporter_redis_read_seconds",
         "Duration of the exporter's last Redis read (one snapshot, 9 pipelined round trips).",
     ).add_metric([], snapshot.read_seconds)
+
+
+# Why POST /api/alerts was refused: no token configured, no or a wrong bearer token, not
+# application/json, not a webhook payload, over 1 MiB, a body that did not arrive in time.
+WEBHOOK_REFUSALS = ("disabled", "unauthorized", "content_type", "malformed", "too_large", "timeout")
+# Load the server shed: a request answered 503 (too many in flight), a connection closed at
+# the connection limit (the oldest idle one, or the new one when none is idle).
+OVERLOAD_REASONS = ("in_flight", "connections")
+
+
+@dataclass
+class ExporterStats:
+    """This exporter process's own counters (not Redis'): refused webhooks and shed load."""
+
+    webhook_refused: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(WEBHOOK_REFUSALS, 0)
+    )
+    shed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OVERLOAD_REASONS, 0))
+
+
+def stats_families(stats: ExporterStats, alerts_dropped: int) -> list[Metric]:
+    """The exporter process's own counters, every reason at 0 before it first counts."""
+    out = _Families()
+    refused = out.counter(
+        "storepulse_exporter_webhook_refused",
+        "POST /api/alerts refused by this exporter, by reason.",
+        ["reason"],
+    )
+    for reason in WEBHOOK_REFUSALS:
+        refused.add_metric([reason], stats.webhook_refused.get(reason, 0))
+    out.counter(
+        "storepulse_exporter_alerts_dropped",
+        "Firing alerts the webhook book did not keep (over its limit; fair per alert name).",
+    ).add_metric([], alerts_dropped)
+    shed = out.counter(
+        "storepulse_exporter_requests_shed",
+        "Load this exporter shed: requests answered 503, connections closed at the limit.",
+        ["reason"],
+    )
+    for reason in OVERLOAD_REASONS:
+        shed.add_metric([reason], stats.shed.get(reason, 0))
+    return out.items
 
 
 def families(snapshot: Snapshot, settings: Settings) -> list[Metric]:

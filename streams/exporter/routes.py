@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from streams.contract.kpis import Dimension
 from streams.contract.times import parse_instant_ms, whole_seconds
-from streams.exporter.alerts import AlertBook, WebhookError, alerts_response
+from streams.exporter.alerts import AlertBook, AlertmanagerClient, WebhookError, alerts_response
 from streams.exporter.cache import SingleFlightCache
-from streams.exporter.metrics import create
+from streams.exporter.metrics import ExporterStats, create, stats_families
 from streams.exporter.snapshot import Snapshot, SnapshotReader, SnapshotUnavailable
 from streams.query.kpis import kpi_report
 from streams.query.window import range_ending_now
 from streams.settings import Settings
 from streams.store.funnel import FunnelStore
 
-__all__ = ["DEFAULT_WINDOW", "MAX_RANGE_BUCKETS", "Response", "Routes"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "MAX_RANGE_BUCKETS",
+    "BodyReader",
+    "RequestError",
+    "Response",
+    "Routes",
+]
 
 log = logging.getLogger("storepulse.exporter")
+
+T = TypeVar("T")
 
 # /api/kpis reads every bucket of the range in one pipeline: 7 days of 60 s buckets on 6
 # partitions is 60k hashes, the most one request may cost (about the retention, 7 days).
@@ -52,8 +66,59 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def _json(status: int, data: object) -> Response:
-    return Response(status, "application/json", json.dumps(data).encode() + b"\n")
+class RequestError(Exception):
+    """A request the transport could not read (body too large, too slow): a 4xx answer."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason  # for storepulse_exporter_webhook_refused_total
+
+
+# The body, read only once the request is authenticated (by the transport, with its limits).
+BodyReader = Callable[[], Awaitable[bytes]]
+
+
+# Runs a coroutine that reads Redis where the Redis client lives (Exporter: its own loop
+# thread, so that parsing Redis' answers never holds up the HTTP loop); by default, right here.
+class Offload(Protocol):
+    def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
+
+
+async def _here(coro: Coroutine[Any, Any, T]) -> T:
+    return await coro
+
+
+def _json(status: int, data: object, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, "application/json", json.dumps(data).encode() + b"\n", headers)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+_Encoder = Callable[[CollectorRegistry], bytes]
+# A /metrics format not asked for this long is no longer rendered with each read.
+_FORMAT_SECONDS = 60.0
+
+
+@dataclass
+class _Scrape:
+    """One snapshot, and the /metrics answers rendered from it."""
+
+    snapshot: Snapshot
+    answers: dict[str, Response]
+    number: int = 0  # the how-manyth read this is
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: ExporterStats, book: AlertBook) -> None:
+        self._stats = stats
+        self._book = book
+
+    def collect(self) -> Iterable[Metric]:
+        return stats_families(self._stats, self._book.dropped)
 
 
 def _epoch_s(text: str) -> int:
@@ -61,7 +126,7 @@ def _epoch_s(text: str) -> int:
 
 
 class Routes:
-    """Every route of the exporter, on the asyncio loop that owns the Redis client."""
+    """Every route of the exporter, on one asyncio loop; Redis is read through `offload`."""
 
     def __init__(
         self,
@@ -72,6 +137,8 @@ class Routes:
         alerts: AlertBook,
         ping: Callable[[], Awaitable[object]],
         alertmanager_url: str | None = None,
+        stats: ExporterStats | None = None,
+        offload: Offload = _here,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,13 +147,45 @@ class Routes:
         self.alerts = alerts
         self.ping = ping
         self.alertmanager_url = alertmanager_url
+        self.alertmanager = AlertmanagerClient(alertmanager_url) if alertmanager_url else None
+        self.stats = ExporterStats() if stats is None else stats
+        self.offload = offload
+        self._reads = 0  # snapshots read: the number a rendering is keyed by
+        # content type -> (its encoder, when it was last asked for)
+        self._formats: dict[str, tuple[_Encoder, float]] = {}
+        token = settings.webhook_token
+        self._token = None if token is None else token.get_secret_value().encode()
+
+    async def aclose(self) -> None:
+        """Close the Alertmanager client (on the loop that used it)."""
+        if self.alertmanager is not None:
+            await self.alertmanager.aclose()
 
     async def handle(
-        self, method: str, target: str, accept: str | None = None, body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        accept: str | None = None,
+        body: bytes | BodyReader = b"",
+        *,
+        content_type: str | None = None,
+        authorization: str | None = None,
     ) -> Response:
-        """Route one request; a failure becomes a 5xx answer, never an exception."""
+        """Route one request; a failure becomes a 4xx or 5xx answer, never an exception.
+
+        `body` is the request body, or a coroutine function that reads it: then it is read
+        only by the route that needs it, after the webhook's authentication.
+        """
         try:
-            return await self._route(method, target, accept, body)
+            try:
+                parts = urlsplit(target)
+            except ValueError as exc:  # e.g. "http://[::1" as an absolute target
+                return _json(400, {"error": f"bad request target: {exc}"})
+            if parts.path == "/api/alerts" and method == "POST":
+                return await self._post_alerts(body, content_type, authorization)
+            return await self._route(method, parts.path, parts.query, accept)
+        except RequestError as exc:
+            return _json(exc.status, {"error": exc.message})
         except (SnapshotUnavailable, RedisError, OSError, TimeoutError) as exc:
             text = f"redis unavailable: {exc}\n".encode()
             return Response(503, "text/plain; charset=utf-8", text)
@@ -95,21 +194,17 @@ class Routes:
             log.exception("%s %s failed", method, target)
             return _json(500, {"error": f"{type(exc).__name__}: {exc}"})
 
-    async def _route(self, method: str, target: str, accept: str | None, body: bytes) -> Response:
-        parts = urlsplit(target)
-        path = parts.path
-        if path == "/api/alerts" and method == "POST":
-            return self._post_alerts(body)
+    async def _route(self, method: str, path: str, query: str, accept: str | None) -> Response:
         if method != "GET":
             return _json(405, {"error": f"{method} not allowed on {path}"})
         if path == "/metrics":
             return await self._metrics(accept)
         if path == "/api/kpis":
-            return await self._kpis(parts.query)
+            return await self._kpis(query)
         if path == "/api/alerts":
-            return _json(200, alerts_response(self.alerts, self.alertmanager_url))
+            return await self._get_alerts()
         if path == "/healthz":
-            await asyncio.wait_for(self.ping(), HEALTH_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self.offload(self._ping()), HEALTH_TIMEOUT_SECONDS)
             return _json(200, {"status": "ok"})
         if path in _ASSETS:
             name, content_type = _ASSETS[path]
@@ -117,46 +212,122 @@ class Routes:
             return Response(200, content_type, data)
         return _json(404, {"error": f"no route {path}"})
 
+    async def _ping(self) -> None:
+        await self.ping()
+
     # /metrics ---------------------------------------------------------------------------------
 
     async def snapshot(self) -> Snapshot:
         """The scrape's Redis snapshot, at most the cache's age old (one read for all callers)."""
+        return (await self._scrape()).snapshot
+
+    async def _scrape(self) -> _Scrape:
         return await self.cache.get(("snapshot",), self._read)
 
-    async def _read(self) -> Snapshot:
+    async def _read(self) -> _Scrape:
+        # The formats scraped lately are rendered with the read, where Redis is read: a
+        # scrape then finds its answer ready, and the HTTP loop never renders.
+        now = time.monotonic()
+        for old in [f for f, (_, at) in self._formats.items() if now - at > _FORMAT_SECONDS]:
+            del self._formats[old]
+        formats = {content_type: encoder for content_type, (encoder, _) in self._formats.items()}
         try:
-            return await self.reader.read()
+            scrape = await self.offload(self._read_and_render(formats))
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("cannot read Redis at %s: %s", self.settings.redis_url, exc)
+            log.warning("cannot read Redis at %s: %s", self.settings.redis_url_shown, exc)
             raise SnapshotUnavailable(f"cannot read Redis: {exc}") from exc
+        self._reads += 1
+        scrape.number = self._reads
+        return scrape
+
+    async def _read_and_render(self, formats: Mapping[str, _Encoder]) -> _Scrape:
+        snapshot = await self.reader.read()
+        answers = {ct: await self._render(snapshot, ct, enc) for ct, enc in formats.items()}
+        return _Scrape(snapshot, answers)
+
+    async def _render(self, snapshot: Snapshot, content_type: str, encoder: _Encoder) -> Response:
+        # A collector per scrape over that snapshot, and the process's own metrics.
+        registry = CollectorRegistry()
+        create(registry, lambda: snapshot, self.settings)
+        registry.register(_StatsCollector(self.stats, self.alerts))
+        ProcessCollector(registry=registry)
+        return Response(200, content_type, encoder(registry))
 
     async def _metrics(self, accept: str | None) -> Response:
         encoder, content_type = choose_encoder(accept or "")
-
-        async def render() -> Response:
-            snapshot = await self.snapshot()
-            # A collector per scrape over that snapshot, and the process's own metrics.
-            registry = CollectorRegistry()
-            create(registry, lambda: snapshot, self.settings)
-            ProcessCollector(registry=registry)
-            return Response(200, content_type, encoder(registry))
-
-        return await self.cache.get(("metrics", content_type), render)
+        self._formats[content_type] = (encoder, time.monotonic())
+        scrape = await self._scrape()
+        ready = scrape.answers.get(content_type)
+        if ready is not None:
+            return ready
+        # A format the last read did not render: once per snapshot (keyed by its number, so an
+        # answer is never of another snapshot), and from the next read on with the read.
+        return await self.cache.get(
+            ("metrics", content_type, scrape.number),
+            lambda: self.offload(self._render(scrape.snapshot, content_type, encoder)),
+        )
 
     # /api/alerts ------------------------------------------------------------------------------
 
-    def _post_alerts(self, body: bytes) -> Response:
+    async def _get_alerts(self) -> Response:
+        if self.alertmanager is None:
+            return _json(200, await alerts_response(self.alerts, None))
+        # Many board viewers, one Alertmanager request per second (each waits 2 s at most).
+        return await self.cache.get(("alerts",), self._alertmanager_alerts)
+
+    async def _alertmanager_alerts(self) -> Response:
+        return _json(200, await alerts_response(self.alerts, self.alertmanager))
+
+    async def _post_alerts(
+        self, body: bytes | BodyReader, content_type: str | None, authorization: str | None
+    ) -> Response:
+        """The Alertmanager webhook: a bearer token, then application/json, then the body."""
+        if self._token is None:
+            self.stats.webhook_refused["disabled"] += 1
+            return _json(
+                404,
+                {
+                    "error": "the webhook is off: this exporter has no STOREPULSE_WEBHOOK_TOKEN "
+                    "(the board reads Alertmanager with --alertmanager-url)"
+                },
+            )
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        given = credentials.strip().encode()
+        # compare_digest: the time taken does not tell how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
+            self.stats.webhook_refused["unauthorized"] += 1
+            problem = "wrong bearer token" if authorization else "no bearer token"
+            return _json(
+                401,
+                {"error": f"{problem}: Authorization: Bearer <STOREPULSE_WEBHOOK_TOKEN> needed"},
+                (("WWW-Authenticate", 'Bearer realm="storepulse-webhook"'),),
+            )
+        # A browser posts text/plain, form or multipart bodies to another origin without
+        # asking it first (no CORS preflight); only application/json is taken.
+        if _media_type(content_type) != "application/json":
+            self.stats.webhook_refused["content_type"] += 1
+            shown = (content_type or "none")[:64]
+            return _json(415, {"error": f"Content-Type must be application/json, got {shown!r}"})
         try:
-            firing = self.alerts.receive(json.loads(body or b"null"))
+            data = body if isinstance(body, bytes) else await body()
+        except RequestError as exc:
+            refused = self.stats.webhook_refused
+            refused[exc.reason] = refused.get(exc.reason, 0) + 1
+            raise
+        try:
+            firing, dropped = self.alerts.receive(json.loads(data or b"null"))
         except (ValueError, WebhookError) as exc:
+            self.stats.webhook_refused["malformed"] += 1
             return _json(400, {"error": str(exc)})
-        return _json(200, {"status": "ok", "firing": firing})
+        return _json(200, {"status": "ok", "firing": firing, "dropped": dropped})
 
     # /api/kpis --------------------------------------------------------------------------------
 
     async def _kpis(self, raw_query: str) -> Response:
         # The board polls every few seconds per viewer: identical queries share one result.
-        return await self.cache.get(("kpis", raw_query), lambda: self._compute_kpis(raw_query))
+        return await self.cache.get(
+            ("kpis", raw_query), lambda: self.offload(self._compute_kpis(raw_query))
+        )
 
     async def _compute_kpis(self, raw_query: str) -> Response:
         query = {k: v[-1] for k, v in parse_qs(raw_query).items()}

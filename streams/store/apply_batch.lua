@@ -5,48 +5,85 @@
 -- from the header streams/store/keys.py renders in front of this text (K_*, M_*, T_*, B_*,
 -- S_*, R_*): the script spells none itself.
 --
--- ARGV
---   1  prefix              "sp:{<topic>/<partition>}:"
---   2  expected offset     the last applied offset the worker assumed (-1: none yet)
---   3  new offset          offset of the last message of the batch
---   4  new fingerprint     fingerprint of that message (topic recreation check)
---   5  watermark (ms)      max accepted event time on the partition after this batch
---   6  high-water mark     of the fetched data (for lag), -1 when unknown
---   7  now (ms)            wall clock of the worker, for the "applied at" time
---   8  bucket size (ms)
---   9  session horizon     sessions and orders whose newest event time is below it are evicted
---  10  bucket horizon      bucket ids (epoch seconds) below it are deleted (retention)
---  11  stage names         comma separated, funnel order
---  12  n                   number of (field, increment) pairs for the totals hash that follow
---  ..  pairs               rejected counts, latency histogram buckets, ...
---  then one JSON array (cjson) of RECORD_WIDTH strings per accepted event, flattened, in the
---      slots of keys.EventRecord (offsets R_EVENT_ID .. R_CURRENCY)
---  (one argument instead of 11 per event: redis-py packs each argument in Python, ~30 us/event)
+-- ARGV: the fixed arguments of keys.BatchArgs (A_PREFIX .. A_N_TOTALS), then A_N_TOTALS
+-- (field, increment) pairs for the totals hash (rejected counts, lost dead letters), then one
+-- JSON array (cjson) of RECORD_WIDTH strings per event, flattened, in the slots of
+-- keys.EventRecord (offsets R_EVENT_ID .. R_CURRENCY). One argument instead of 11 per event:
+-- redis-py packs each argument in Python, ~30 us/event.
 --
--- Returns {status, applied offset, accepted, duplicates}; status "conflict" when the stored
--- offset is not the expected one (another worker applied meanwhile): nothing was written.
+-- Returns {status, stored offset, accepted, duplicates[, limits]}. STATUS_CONFLICT: the stored
+-- offset is not the expected one (another worker applied meanwhile). STATUS_LIMIT: an event
+-- would take a session past A_SESSION_CAP distinct events; limits is JSON
+-- [[session_id, events held, [ids of this batch it holds already]], ...] so the worker can
+-- dead-letter exactly the events past the cap. Either way nothing was written.
 
-local pfx = ARGV[1]
+local pfx = ARGV[A_PREFIX]
 local meta = pfx .. K_META
 local stored = tonumber(redis.call('HGET', meta, M_OFFSET) or '-1')
-if stored ~= tonumber(ARGV[2]) then
-  return {'conflict', stored, 0, 0}
+if stored ~= tonumber(ARGV[A_EXPECTED_OFFSET]) then
+  return {STATUS_CONFLICT, stored, 0, 0}
 end
 
 local tot = pfx .. K_TOTALS
-local bucket_ms = tonumber(ARGV[8])
+local bucket_ms = tonumber(ARGV[A_BUCKET_MS])
 local stages = {}
-for name in string.gmatch(ARGV[11], '[^,]+') do
+for name in string.gmatch(ARGV[A_STAGES], '[^,]+') do
   stages[#stages + 1] = name
 end
 local purchase_stage = #stages - 1
 
-local n_pairs = tonumber(ARGV[12])
-local i = 13
+local n_pairs = tonumber(ARGV[A_N_TOTALS])
+local ev = cjson.decode(ARGV[A_N_TOTALS + 2 * n_pairs + 1])
+local last = #ev
+
+-- The session cap, checked before anything is written. A session that holds n distinct
+-- events and gets k of this batch's events can only pass the cap when n + k > cap; only then
+-- are its events looked at one by one (one HGET per session of the batch otherwise).
+local cap = tonumber(ARGV[A_SESSION_CAP])
+local batch_sessions = {}
+local order = {}
+for j = 1, last - RECORD_WIDTH + 1, RECORD_WIDTH do
+  local sid = ev[j + R_SESSION_ID]
+  local ids = batch_sessions[sid]
+  if not ids then
+    ids = {}
+    batch_sessions[sid] = ids
+    order[#order + 1] = sid
+  end
+  ids[#ids + 1] = ev[j + R_EVENT_ID]
+end
+local limits = {}
+for _, sid in ipairs(order) do
+  local ids = batch_sessions[sid]
+  local sk = pfx .. K_SESSION .. sid
+  local held = tonumber(redis.call('HGET', sk, S_COUNT) or '0')
+  if held + #ids > cap then
+    local seen, known, new = {}, {}, 0
+    for _, eid in ipairs(ids) do
+      if not seen[eid] then
+        seen[eid] = true
+        if redis.call('HEXISTS', sk, S_EVENT .. eid) == 1 then
+          known[#known + 1] = eid
+        else
+          new = new + 1
+        end
+      end
+    end
+    if held + new > cap then
+      limits[#limits + 1] = {sid, held, known}
+    end
+  end
+end
+if #limits > 0 then
+  return {STATUS_LIMIT, stored, 0, 0, cjson.encode(limits)}
+end
+
+local i = A_N_TOTALS + 1
 for _ = 1, n_pairs do
   redis.call('HINCRBY', tot, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
+
 
 local touched_buckets = {}
 local function bucket_key(ts)
@@ -73,9 +110,7 @@ for k = 0, #stages - 1 do
   t_fields[#t_fields + 1] = S_STAGE_TIME .. k
 end
 
-local ev = cjson.decode(ARGV[i])
 i = 1
-local last = #ev
 while i + RECORD_WIDTH - 1 <= last do
   local eid, sid = ev[i + R_EVENT_ID], ev[i + R_SESSION_ID]
   local ts = tonumber(ev[i + R_TS_MS])
@@ -86,6 +121,7 @@ while i + RECORD_WIDTH - 1 <= last do
     dups = dups + 1
   else
     accepted = accepted + 1
+    redis.call('HINCRBY', sk, S_COUNT, 1)
     redis.call('HINCRBY', tot, T_EVENTS .. SEP .. etype, 1)
     local state = redis.call('HMGET', sk, S_SEGMENT, unpack(t_fields))
     local ch, dev, cty
@@ -143,7 +179,7 @@ for b, _ in pairs(touched_buckets) do
 end
 
 -- Event-time eviction, bounded per batch so one call never runs long.
-local horizon = ARGV[9]
+local horizon = ARGV[A_SESSION_HORIZON_MS]
 local old_sessions = redis.call('ZRANGEBYSCORE', sz, '-inf', '(' .. horizon, 'LIMIT', 0, 2000)
 for _, sid in ipairs(old_sessions) do
   redis.call('DEL', pfx .. K_SESSION .. sid)
@@ -154,12 +190,14 @@ for _, oid in ipairs(old_orders) do
   redis.call('HDEL', orders, oid)
   redis.call('ZREM', oz, oid)
 end
-local old_buckets = redis.call('ZRANGEBYSCORE', bz, '-inf', '(' .. ARGV[10], 'LIMIT', 0, 200)
+local bucket_horizon = '(' .. ARGV[A_BUCKET_HORIZON_S]
+local old_buckets = redis.call('ZRANGEBYSCORE', bz, '-inf', bucket_horizon, 'LIMIT', 0, 200)
 for _, b in ipairs(old_buckets) do
   redis.call('DEL', pfx .. K_BUCKET .. b)
   redis.call('ZREM', bz, b)
 end
 
 redis.call('HSET', meta,
-  M_OFFSET, ARGV[3], M_FP, ARGV[4], M_WM, ARGV[5], M_HW, ARGV[6], M_APPLIED, ARGV[7])
-return {'ok', tonumber(ARGV[3]), accepted, dups}
+  M_OFFSET, ARGV[A_NEW_OFFSET], M_FP, ARGV[A_NEW_FP], M_WM, ARGV[A_WATERMARK_MS],
+  M_HW, ARGV[A_HIGHWATER], M_APPLIED, ARGV[A_NOW_MS])
+return {STATUS_OK, tonumber(ARGV[A_NEW_OFFSET]), accepted, dups}

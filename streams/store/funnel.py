@@ -17,10 +17,12 @@ from streams.store import keys
 
 __all__ = [
     "APPLY_SCRIPT",
+    "ApplyResult",
     "BatchCall",
     "BucketSums",
     "FunnelStore",
     "PartitionMeta",
+    "SessionLimit",
 ]
 
 # The script as loaded: the grammar's header, then the script's own text.
@@ -44,6 +46,35 @@ class BatchCall:
     bucket_horizon_s: int
     totals: dict[str, int] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)  # keys.EventRecord slots, flattened
+
+
+@dataclass(frozen=True)
+class SessionLimit:
+    """A session the script found at its cap: what it holds, which of the batch's ids it has."""
+
+    held: int
+    known: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The reply of one apply_batch.lua call (statuses: keys.STATUS_*)."""
+
+    status: str
+    offset: int  # the offset stored after the call
+    accepted: int = 0
+    duplicates: int = 0
+    limits: dict[str, SessionLimit] = field(default_factory=dict)
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any]) -> ApplyResult:
+        status, offset, accepted, dups = (_text(reply[0]), *map(int, reply[1:4]))
+        limits: dict[str, SessionLimit] = {}
+        if status == keys.STATUS_LIMIT:
+            for sid, held, known in json.loads(reply[4]):
+                # cjson writes an empty list as {}.
+                limits[sid] = SessionLimit(int(held), frozenset(known or ()))
+        return cls(status, offset, accepted, dups, limits)
 
 
 @dataclass(frozen=True)
@@ -125,20 +156,23 @@ class FunnelStore:
         return int(resets)
 
     def _argv(self, call: BatchCall) -> list[Any]:
-        argv: list[Any] = [
-            self.prefix(call.partition),
-            call.expected_offset,
-            call.new_offset,
-            call.new_fp,
-            call.watermark_ms,
-            call.highwater,
-            call.now_ms,
-            self.settings.bucket_seconds * 1_000,
-            call.session_horizon_ms,
-            call.bucket_horizon_s,
-            self.stages_arg,
-            len(call.totals),
-        ]
+        argv: list[Any] = list(
+            keys.BatchArgs(
+                prefix=self.prefix(call.partition),
+                expected_offset=call.expected_offset,
+                new_offset=call.new_offset,
+                new_fp=call.new_fp,
+                watermark_ms=call.watermark_ms,
+                highwater=call.highwater,
+                now_ms=call.now_ms,
+                bucket_ms=self.settings.bucket_seconds * 1_000,
+                session_horizon_ms=call.session_horizon_ms,
+                bucket_horizon_s=call.bucket_horizon_s,
+                stages=self.stages_arg,
+                session_cap=self.settings.max_events_per_session,
+                n_totals=len(call.totals),
+            )
+        )
         for name, increment in call.totals.items():
             argv.append(name)
             argv.append(increment)
@@ -147,7 +181,7 @@ class FunnelStore:
         argv.append(json.dumps(call.events, separators=(",", ":"), ensure_ascii=False))
         return argv
 
-    async def apply(self, calls: Sequence[BatchCall]) -> list[tuple[str, int, int, int]]:
+    async def apply(self, calls: Sequence[BatchCall]) -> list[ApplyResult]:
         """One round trip: every partition's call in one pipeline. Returns their results."""
         if self._sha is None:
             self._sha = await self.client.script_load(APPLY_SCRIPT)
@@ -158,15 +192,7 @@ class FunnelStore:
             # Redis restarted (or SCRIPT FLUSH): load the script again, once.
             self._sha = await self.client.script_load(APPLY_SCRIPT)
             results = await self._run(argvs)
-        return [
-            (
-                status.decode() if isinstance(status, bytes) else str(status),
-                int(off),
-                int(a),
-                int(d),
-            )
-            for status, off, a, d in results
-        ]
+        return [ApplyResult.from_reply(reply) for reply in results]
 
     async def _run(self, argvs: list[list[Any]]) -> list[Any]:
         assert self._sha is not None

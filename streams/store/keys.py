@@ -19,6 +19,7 @@ __all__ = [
     "BUCKETS",
     "BUCKET_KINDS",
     "BUCKET_PREFIX",
+    "FIELD_DLQ_LOST",
     "FIELD_DUPLICATES",
     "FIELD_TOPIC_RESETS",
     "META",
@@ -34,8 +35,12 @@ __all__ = [
     "SEP",
     "SESSIONS",
     "SESSION_PREFIX",
+    "STATUS_CONFLICT",
+    "STATUS_LIMIT",
+    "STATUS_OK",
     "TOTALS",
     "TOTAL_KINDS",
+    "BatchArgs",
     "EventRecord",
     "Totals",
     "bucket_counts",
@@ -75,6 +80,7 @@ TOTAL_FUNNEL = "f"  # f|<stage>|<channel>|<device>: sessions reaching a stage, n
 TOTAL_ORDERS = "o"  # o|<channel>|<device>
 TOTAL_REVENUE = "r"  # r|<currency>, ten-thousandths
 FIELD_TOPIC_RESETS = "topic_resets"
+FIELD_DLQ_LOST = "dlq_lost"  # rejections whose dead letter Kafka refused for good
 
 # Kinds of bucket fields.
 BUCKET_SESSIONS = "s"  # s|<stage>|<channel>|<device>
@@ -86,7 +92,7 @@ BUCKET_REVENUE_BY_COUNTRY = "rg"  # rg|<currency>|<country>
 
 TOTAL_KINDS = frozenset(
     {TOTAL_EVENTS, FIELD_DUPLICATES, TOTAL_REJECTED, TOTAL_FUNNEL, TOTAL_ORDERS, TOTAL_REVENUE}
-    | {FIELD_TOPIC_RESETS}
+    | {FIELD_TOPIC_RESETS, FIELD_DLQ_LOST}
 )
 BUCKET_KINDS = frozenset(
     {
@@ -113,7 +119,36 @@ META_FIELDS = frozenset(
 SESSION_SEGMENT = "g"  # "<channel>\t<device>\t<country>" of its first accepted event
 SESSION_STAGE_TIME = "t"  # t<k>: when the session reached stage k (ms)
 SESSION_EVENT = "e:"  # e:<event_id>: seen event ids
+SESSION_COUNT = "n"  # distinct events held (the cap's count)
 SEGMENT_SEP = "\t"
+
+
+class BatchArgs(NamedTuple):
+    """The fixed ARGV of apply_batch.lua, in order (A_<NAME> in the script, 1-based there).
+
+    After them: n_totals (field, increment) pairs for TOTALS, then one JSON array of the
+    batch's EventRecords, flattened.
+    """
+
+    prefix: str  # partition_prefix()
+    expected_offset: int  # the last applied offset the worker assumed (-1: none yet)
+    new_offset: int  # offset of the last message of the batch
+    new_fp: str  # fingerprint of that message (topic recreation check)
+    watermark_ms: int  # max accepted event time on the partition after this batch
+    highwater: int  # of the fetched data (for lag), -1 when unknown
+    now_ms: int  # the worker's clock, for META_APPLIED_MS
+    bucket_ms: int
+    session_horizon_ms: int  # sessions and orders whose newest event is older are evicted
+    bucket_horizon_s: int  # buckets (epoch seconds) older than this are deleted (retention)
+    stages: str  # stage names, comma separated, funnel order
+    session_cap: int  # distinct events a session may hold (STOREPULSE_MAX_EVENTS_PER_SESSION)
+    n_totals: int
+
+
+# Replies of apply_batch.lua: {status, stored offset, accepted, duplicates[, limits JSON]}.
+STATUS_OK = "ok"
+STATUS_CONFLICT = "conflict"  # the stored offset is not the expected one: nothing written
+STATUS_LIMIT = "limit"  # events past a session's cap were not declared: nothing written
 
 
 class EventRecord(NamedTuple):
@@ -161,6 +196,7 @@ class Totals:
     orders: dict[tuple[str, str], int] = field(default_factory=dict)  # channel, device
     revenue_units: dict[str, int] = field(default_factory=dict)  # currency -> units
     topic_resets: int = 0
+    dlq_lost: int = 0
 
     @property
     def accounted(self) -> int:
@@ -177,6 +213,8 @@ def parse_totals(fields: Mapping[str, int]) -> Totals:
             out.duplicates += value
         elif kind == FIELD_TOPIC_RESETS:
             out.topic_resets += value
+        elif kind == FIELD_DLQ_LOST:
+            out.dlq_lost += value
         elif kind == TOTAL_EVENTS:
             out.events[rest] = out.events.get(rest, 0) + value
         elif kind == TOTAL_REJECTED:
@@ -257,10 +295,17 @@ def _lua_constants() -> dict[str, str | int]:
         "S_SEGMENT": SESSION_SEGMENT,
         "S_STAGE_TIME": SESSION_STAGE_TIME,
         "S_EVENT": SESSION_EVENT,
+        "S_COUNT": SESSION_COUNT,
+        "STATUS_OK": STATUS_OK,
+        "STATUS_CONFLICT": STATUS_CONFLICT,
+        "STATUS_LIMIT": STATUS_LIMIT,
         "SEGMENT_SEP": SEGMENT_SEP,
         "SEGMENT_PATTERN": "^([^{0}]*){0}([^{0}]*){0}(.*)$".format(SEGMENT_SEP),  # noqa: UP032
         "RECORD_WIDTH": len(EventRecord._fields),
     }
+    # A_<ARG>: 1-based index of a fixed argument in ARGV.
+    for i, name in enumerate(BatchArgs._fields, start=1):
+        constants[f"A_{name.upper()}"] = i
     # R_<SLOT>: 0-based offset of a slot in the flat event list.
     for i, name in enumerate(EventRecord._fields):
         constants[f"R_{name.upper()}"] = i

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,14 +16,17 @@ from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from prometheus_client import CollectorRegistry, start_http_server
+from redis.exceptions import RedisError
 
 from streams.kafka import ensure_topics, faust_broker_options
+from streams.logstorm import contain_log_storms
 from streams.loop import use_event_loop
 from streams.settings import Settings
-from streams.store.client import connect
+from streams.store.client import connect, ping
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
 from streams.worker.deadletters import DeadLetterProducer
+from streams.worker.health import TRANSIENT
 from streams.worker.processor import BatchProcessor, Record
 
 __all__ = [
@@ -39,6 +43,21 @@ log = logging.getLogger("storepulse.worker")
 
 
 SHUTDOWN_GRACE_SECONDS = 15.0
+# The exit status of a worker that stopped progressing: its supervisor restarts it, and the
+# new process resumes from the offsets in Redis (docs/runbooks.md).
+EXIT_STALLED = 3
+
+
+def _exit_stalled(seconds: float) -> None:
+    log.error(
+        "no batch applied for %.0fs while Kafka and Redis answer and data waits (or a "
+        "rebalance has not finished): the consumer is stuck; exiting with status %d so that "
+        "the supervisor restarts the worker (it resumes from the offsets stored in Redis)",
+        seconds,
+        EXIT_STALLED,
+    )
+    logging.shutdown()
+    os._exit(EXIT_STALLED)
 
 
 def _forced_exit(status: int) -> None:
@@ -79,10 +98,20 @@ class _ResumingConsumer(faust_aiokafka.Consumer):
         if isinstance(app, StorepulseApp) and app.processor is not None:
             ours = sorted(tp.partition for tp in self.assignment() if tp.topic == app.sp.topic)
             for partition, offset in (await app.processor.on_assigned(ours)).items():
-                log.info(
-                    "partition %d: resuming from offset %d (stored in Redis)", partition, offset
-                )
-                await self.seek(TP(app.sp.topic, partition), offset)
+                tp = TP(app.sp.topic, partition)
+                if offset < 0:
+                    earliest = (await self.earliest_offsets(tp)).get(tp) or 0
+                    log.info(
+                        "partition %d: nothing applied in Redis; reading from offset %d",
+                        partition,
+                        earliest,
+                    )
+                    offset = int(earliest)
+                else:
+                    log.info(
+                        "partition %d: resuming from offset %d (stored in Redis)", partition, offset
+                    )
+                await self.seek(tp, offset)
 
 
 class Transport(faust_aiokafka.Transport):
@@ -108,6 +137,9 @@ class _FaustConsumer:
             return None
         return None if hw is None else int(hw)
 
+    async def seek(self, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(self.app.sp.topic, partition), offset)
+
     async def seek_to_earliest(self, partition: int) -> int:
         tp = TP(self.app.sp.topic, partition)
         earliest = await self.app.consumer.earliest_offsets(tp)
@@ -127,9 +159,26 @@ class StorepulseApp(faust.App):
         self.redis: Any = None
         self.dlq: DeadLetterProducer | None = None
         self._metrics_server: tuple[Any, Any] | None = None
+        # When the current rebalance began (monotonic), None outside one: a rebalance that
+        # never ends is a stall too (seen on Tansu after a restart: assignment never finished).
+        self.rebalance_began: float | None = None
         # The exit status of a shutdown cut short by the watchdog: that of the stop signal.
         self.forced_exit_status = 0
         super().__init__(settings.worker_id, **kwargs)
+
+    def on_rebalance_start(self) -> None:
+        if self.rebalance_began is None:
+            self.rebalance_began = time.monotonic()
+        super().on_rebalance_start()
+
+    def on_rebalance_end(self) -> None:
+        self.rebalance_began = None
+        super().on_rebalance_end()
+
+    def rebalancing_for(self) -> float:
+        """Seconds the current rebalance has lasted (0 outside one)."""
+        began = self.rebalance_began
+        return 0.0 if began is None else time.monotonic() - began
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
@@ -137,13 +186,22 @@ class StorepulseApp(faust.App):
     async def on_start(self) -> None:
         # Runs before Faust starts its consumer: the processor exists by the first assignment.
         sp = self.sp
+        contain_log_storms()  # Faust has set up logging by now
         if sp.worker_web_port:
             # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
             self._metrics_server = start_http_server(
                 sp.worker_web_port, addr=sp.worker_web_host, registry=self.registry
             )
-        await _until_reachable("kafka", lambda: ensure_topics(sp), self.worker_metrics)
+        await _until_reachable(
+            "kafka",
+            sp.kafka_bootstrap,
+            "start the broker (`storepulse stack up` runs the local one) or fix "
+            "STOREPULSE_KAFKA_BOOTSTRAP",
+            lambda: ensure_topics(sp),
+            self.worker_metrics,
+        )
         self.redis = connect(sp)
+        await self._check_redis()
         self.dlq = DeadLetterProducer(sp)
         await self.dlq.start()
         self.processor = BatchProcessor(
@@ -153,12 +211,27 @@ class StorepulseApp(faust.App):
             "worker %s: topic %s -> redis %s, dead letters to %s, metrics on :%s, %s loop",
             sp.worker_id,
             sp.topic,
-            sp.redis_url,
+            sp.redis_url_shown,
             sp.dlq_topic,
             sp.worker_web_port or "-",
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await super().on_start()
+
+    async def _check_redis(self) -> None:
+        """Say once, clearly, when Redis does not answer at start; the batches retry it anyway."""
+        try:
+            await ping(self.redis)
+        except (RedisError, *TRANSIENT) as exc:
+            self.worker_metrics.redis_up.set(0)
+            self.worker_metrics.up.set(0)
+            log.warning(
+                "redis unreachable at start (%s: %s); the worker waits for it before storing a "
+                "batch: start it (`storepulse stack up` runs the local one) or fix "
+                "STOREPULSE_REDIS_URL",
+                self.sp.redis_url_shown,
+                exc,
+            )
 
     async def on_stop(self) -> None:
         # aiokafka's close retries a dead broker for minutes (leave group, commit). Nothing is
@@ -183,7 +256,11 @@ class StorepulseApp(faust.App):
 
 
 async def _until_reachable(
-    name: str, call: Callable[[], Awaitable[object]], metrics: worker_metrics.WorkerMetrics
+    name: str,
+    address: str,
+    hint: str,
+    call: Callable[[], Awaitable[object]],
+    metrics: worker_metrics.WorkerMetrics,
 ) -> None:
     """Retry a start-up call with backoff (0.5 s doubling to 10 s) until the dependency answers."""
     delay = 0.5
@@ -194,7 +271,14 @@ async def _until_reachable(
             metrics.kafka_up.set(0)
             metrics.up.set(0)
             metrics.retries_total.labels(name).inc()
-            log.warning("%s unreachable at start (%s); retrying in %.1fs", name, exc, delay)
+            log.warning(
+                "%s unreachable at start (%s: %s); retrying in %.1fs: %s",
+                name,
+                address,
+                exc,
+                delay,
+                hint,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
         else:
@@ -270,14 +354,25 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 wait=False,
             )
 
+    @app.timer(0.25)  # type: ignore[untyped-decorator]
+    async def highwaters() -> None:
+        """Every 0.25 s: a fallen high-water mark sends the partition back to check its log."""
+        if app.processor is not None:
+            await app.processor.watch_highwaters()
+
     @app.timer(2.0)  # type: ignore[untyped-decorator]
     async def health() -> None:
-        """Every 2 s: keep storepulse_worker_up true while idle, and look for recreated topics."""
+        """Every 2 s: health of Redis, Kafka and progress; recreated topics; the stall exit."""
         if app.processor is not None and app.redis is not None and app.dlq is not None:
             await app.processor.flush()  # the last batch of a burst, settled within 2 s
             await app.processor.dependencies.probe("redis", app.redis.ping)
             await app.processor.dependencies.probe("kafka", app.dlq.reachable)
             await app.processor.check_partitions()
+            processor, dependencies = app.processor, app.processor.dependencies
+            stalled = max(processor.stalled_for(), app.rebalancing_for())
+            dependencies.set_stall(stalled, settings.stall_seconds / 3)
+            if dependencies.must_exit(stalled, settings.stall_seconds):
+                _exit_stalled(stalled)
 
     return app
 

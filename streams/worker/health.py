@@ -1,4 +1,4 @@
-"""The worker's dependencies: retries with backoff and the up gauges that report them."""
+"""The worker's health: dependency retries with backoff, progress, and the up gauges."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ class Dependencies:
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         self.metrics = metrics
-        self._healthy = {"redis": True, "kafka": True}
+        # "progressing": not stalled (data waiting, nothing applied) for long; see set_stall.
+        self._healthy = {"redis": True, "kafka": True, "progressing": True}
 
     async def probe(self, dependency: str, call: Callable[[], Awaitable[object]]) -> bool:
         """One health check of a dependency while idle; updates the up gauges, never raises."""
@@ -41,6 +42,24 @@ class Dependencies:
         self._healthy[dependency] = ok
         gauge = self.metrics.redis_up if dependency == "redis" else self.metrics.kafka_up
         gauge.set(1 if ok else 0)
+        self._publish()
+
+    def set_stall(self, seconds: float, down_after: float) -> None:
+        """How long the worker has not moved with data waiting; down past down_after seconds."""
+        self.metrics.stalled_seconds.set(seconds)
+        self._healthy["progressing"] = seconds < down_after
+        self._publish()
+
+    def must_exit(self, stalled: float, limit: float) -> bool:
+        """A stall past the limit that no unreachable dependency explains: exit for a restart."""
+        return stalled >= limit and self.reachable
+
+    @property
+    def reachable(self) -> bool:
+        """Both dependencies answered their last call: a stall is then not explained by them."""
+        return self._healthy["redis"] and self._healthy["kafka"]
+
+    def _publish(self) -> None:
         self.metrics.up.set(1 if all(self._healthy.values()) else 0)
 
     async def retry(self, dependency: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -24,9 +24,11 @@ class WorkerMetrics:
     batches_total: Counter
     messages_total: Counter
     dlq_messages_total: Counter
+    dlq_lost_total: Counter
     retries_total: Counter
     topic_resets_total: Counter
     up: Gauge
+    stalled_seconds: Gauge
     redis_up: Gauge
     kafka_up: Gauge
 
@@ -60,6 +62,13 @@ def create(registry: CollectorRegistry) -> WorkerMetrics:
             ["reason"],
             registry=registry,
         ),
+        dlq_lost_total=Counter(
+            "storepulse_worker_dlq_lost_total",
+            "Dead letters Kafka refused for good (too large, invalid topic, not authorised), by "
+            "error; each rejection is still counted in storepulse_events_rejected_total.",
+            ["error"],
+            registry=registry,
+        ),
         retries_total=Counter(
             "storepulse_worker_retries_total",
             "Retries after a dependency failed, by dependency.",
@@ -73,7 +82,15 @@ def create(registry: CollectorRegistry) -> WorkerMetrics:
         ),
         up=Gauge(
             "storepulse_worker_up",
-            "1 when the worker's last attempts reached both Kafka and Redis.",
+            "1 when the worker reaches Kafka and Redis and is progressing or idle with nothing to "
+            "read; 0 when a dependency fails or data has waited 1/3 of STOREPULSE_STALL_SECONDS "
+            "with no batch applied.",
+            registry=registry,
+        ),
+        stalled_seconds=Gauge(
+            "storepulse_worker_stalled_seconds",
+            "Seconds since the last applied batch while an assigned partition has data to read "
+            "(0 when idle); at STOREPULSE_STALL_SECONDS the worker exits with status 3.",
             registry=registry,
         ),
         redis_up=Gauge(

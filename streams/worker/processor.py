@@ -6,40 +6,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from streams.contract.events import EventParser, Purchase, Rejected
-from streams.contract.funnel import (
-    PartitionCursor,
-    StageMap,
-    country_label,
-    fingerprint,
-    segment_label,
-)
-from streams.contract.money import money_units
+from streams.contract.events import EventParser
+from streams.contract.funnel import PartitionCursor, StageMap, fingerprint
 from streams.settings import Settings
-from streams.store.funnel import BatchCall, FunnelStore
-from streams.store.keys import EventRecord, rejected_field
-from streams.worker.deadletters import DeadLetterSink, Rejection
+from streams.store.funnel import ApplyResult, FunnelStore, SessionLimit
+from streams.store.keys import FIELD_DLQ_LOST, STATUS_CONFLICT, STATUS_LIMIT
+from streams.worker.batch import BatchBuilder, Prepared, Record
+from streams.worker.deadletters import DeadLetterSink
 from streams.worker.health import Dependencies
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.progress import Progress
 
 __all__ = ["BatchProcessor", "ConsumerControl", "Record"]
 
 log = logging.getLogger("storepulse.worker")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One consumed Kafka message, framework-neutral."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
+# An awaited offset not delivered after this long is sought again (see _repeat_seeks).
+REPEAT_SEEK_SECONDS = 1.0
 
 
 class ConsumerControl(Protocol):
@@ -49,18 +35,13 @@ class ConsumerControl(Protocol):
 
     async def seek_to_earliest(self, partition: int) -> int: ...
 
+    async def seek(self, partition: int, offset: int) -> None: ...
+
 
 @dataclass
 class _InFlight:
-    prepared: list[_Prepared]
-    task: asyncio.Future[list[tuple[str, int, int, int]]]
-
-
-@dataclass
-class _Prepared:
-    call: BatchCall
-    records: list[Record]
-    rejections: list[Rejection] = field(default_factory=list)
+    prepared: list[Prepared]
+    task: asyncio.Future[list[ApplyResult]]
 
 
 class BatchProcessor:
@@ -87,22 +68,27 @@ class BatchProcessor:
         self.metrics = metrics
         self.consumer = consumer
         self.clock = clock
-        self.parser = EventParser(settings.checkout_steps, settings.max_event_bytes)
-        self.stage_map = StageMap(settings.checkout_steps)
+        self.builder = BatchBuilder(
+            settings,
+            EventParser(settings.checkout_steps, settings.max_event_bytes),
+            StageMap(settings.checkout_steps),
+        )
         self.cursors: dict[int, PartitionCursor] = {}
         self.dependencies = Dependencies(metrics)
         self._retry = self.dependencies.retry
         # Batches and the periodic partition check never interleave on one partition.
         self._lock = asyncio.Lock()
         self._suspects: set[int] = set()
+        # Partition -> highest high-water mark of the fetched data since it was assigned.
+        self._hw_peak: dict[int, int] = {}
         self._inflight: _InFlight | None = None
         # Partition -> offset the consumer was sent back to; other records wait for it.
         self._awaiting: dict[int, int] = {}
-        self._lateness_ms = settings.allowed_lateness_seconds * 1_000
-        self._skew_ms = settings.max_future_skew_seconds * 1_000
-        self._keep_ms = (
-            settings.allowed_lateness_seconds + settings.session_timeout_seconds
-        ) * 1_000
+        # Partition -> when the consumer was last sent to its awaited offset (monotonic).
+        self._sent_at: dict[int, float] = {}
+        self.progress = Progress()
+        # Partition -> sessions the script found at their cap (STATUS_LIMIT), for the redo.
+        self._limits: dict[int, dict[str, SessionLimit]] = {}
 
     # Assignment --------------------------------------------------------------------------
 
@@ -110,7 +96,10 @@ class BatchProcessor:
         """Reload cursors of newly assigned partitions; returns where to seek each one.
 
         The consumer re-reads the last applied record (offset R, not R+1) so that its fingerprint
-        proves the topic is still the one Redis counted.
+        proves the topic is still the one Redis counted. A partition with nothing applied (-1)
+        is read from its earliest offset: Redis, not Kafka's committed offset, says what was
+        counted, and a committed offset can belong to another log (a broker that restarted
+        empty while a worker kept committing its old positions on it).
         """
         await self._retry("redis", partial(self.store.register_partitions, partitions))
         seeks: dict[int, int] = {}
@@ -118,8 +107,8 @@ class BatchProcessor:
             cursor = await self._retry("redis", partial(self.store.load_cursor, p))
             self.cursors[p] = cursor
             self._awaiting.pop(p, None)
-            if cursor.offset >= 0:
-                seeks[p] = cursor.offset
+            self._hw_peak.pop(p, None)
+            seeks[p] = cursor.offset
         return seeks
 
     # Batches -----------------------------------------------------------------------------
@@ -184,7 +173,7 @@ class BatchProcessor:
         for p in partitions:
             self.cursors[p] = await self._retry("redis", partial(self.store.load_cursor, p))
 
-    async def _prepare_all(self, by_partition: dict[int, list[Record]]) -> list[_Prepared]:
+    async def _prepare_all(self, by_partition: dict[int, list[Record]]) -> list[Prepared]:
         """Prepare every partition's call and dead-letter the rejections (before any apply)."""
         prepared = [
             prep
@@ -193,12 +182,19 @@ class BatchProcessor:
         ]
         rejections = [rej for prep in prepared for rej in prep.rejections]
         if rejections:
-            await self._retry("kafka", partial(self.dlq.publish, rejections))
+            lost = await self._retry("kafka", partial(self.dlq.publish, rejections))
             for rej in rejections:
                 self.metrics.dlq_messages_total.labels(rej.reason).inc()
+            # Refused for good (too large, invalid topic, not authorised): counted with the batch
+            # in Redis and by the worker, logged once; retrying would stop every partition.
+            calls = {prep.call.partition: prep.call for prep in prepared}
+            for item in lost:
+                self.metrics.dlq_lost_total.labels(item.error).inc()
+                totals = calls[item.rejection.partition].totals
+                totals[FIELD_DLQ_LOST] = totals.get(FIELD_DLQ_LOST, 0) + 1
         return prepared
 
-    async def _apply(self, prepared: list[_Prepared]) -> list[tuple[str, int, int, int]]:
+    async def _apply(self, prepared: list[Prepared]) -> list[ApplyResult]:
         # Runs as a background task while the next batch is prepared: it must not touch the
         # cursors (_settle does, under the lock, once the outcome is known).
         started = time.perf_counter()
@@ -236,22 +232,31 @@ class BatchProcessor:
         return False
 
     def _account(
-        self, prepared: list[_Prepared], results: list[tuple[str, int, int, int]]
+        self, prepared: list[Prepared], results: list[ApplyResult]
     ) -> dict[int, list[Record]]:
-        """Metrics of the applied partitions; returns the records of the conflicting ones."""
+        """Metrics of the applied partitions; returns the records of the ones to redo."""
         conflicts: dict[int, list[Record]] = {}
         now = self.clock()
-        for prep, (status, offset, _accepted, _dups) in zip(prepared, results, strict=True):
-            if status == "conflict":
+        for prep, result in zip(prepared, results, strict=True):
+            p = prep.call.partition
+            if result.status == STATUS_CONFLICT:
                 # Another worker applied this partition meanwhile (rebalance): reload, redo.
                 log.warning(
                     "partition %d: stored offset %d, expected %d; reloading and retrying",
-                    prep.call.partition,
-                    offset,
+                    p,
+                    result.offset,
                     prep.call.expected_offset,
                 )
-                conflicts[prep.call.partition] = prep.records
+                conflicts[p] = prep.records
                 continue
+            if result.status == STATUS_LIMIT:
+                # Sessions at their cap: redo the batch knowing what they hold, so that exactly
+                # the events past the cap are dead-lettered (before the apply, as all rejects).
+                self._limits.setdefault(p, {}).update(result.limits)
+                conflicts[p] = prep.records
+                continue
+            self._limits.pop(p, None)
+            self.progress.moved()
             self.metrics.batches_total.inc()
             self.metrics.messages_total.inc(len(prep.records))
             for r in prep.records:
@@ -282,6 +287,83 @@ class BatchProcessor:
             f"partitions {sorted(pending)} kept conflicting; is another worker misconfigured?"
         )
 
+    def stalled_for(self) -> float:
+        """Seconds without an applied batch while an assigned partition has data to read.
+
+        Data waits when the high-water mark of the fetched data is past the next offset to
+        apply; a partition not assigned here has no high-water mark and never counts.
+        """
+        waiting = False
+        if self.consumer is not None:
+            for p, cursor in self.cursors.items():
+                hw = self.consumer.highwater(p)
+                if hw is not None and hw > cursor.offset + 1:
+                    waiting = True
+                    break
+        return self.progress.stalled_for(waiting)
+
+    async def watch_highwaters(self) -> list[int]:
+        """Re-read the last applied record of partitions whose high-water mark fell.
+
+        The mark of one log never falls. A broker that restarted with a new, empty log while
+        the consumer kept its position (Tansu's in-memory engine) makes it fall; if the new log
+        then grows past the applied offset R before anyone looks, the records before R would
+        be skipped for good. So at the first fall the consumer goes back to R: the same record
+        there means the same log (a Kafka leader change can lower the mark for a moment), a
+        different one means a new log, which is re-read from its start. Returns the partitions
+        sent back. Called every 0.25 s: cheap, it only reads the consumer's marks.
+        """
+        sent_back: list[int] = []
+        if self.consumer is None:
+            return sent_back
+        async with self._lock:
+            for p, cursor in list(self.cursors.items()):
+                hw = self.consumer.highwater(p)
+                if hw is None:
+                    continue
+                peak = self._hw_peak.get(p, hw)
+                self._hw_peak[p] = max(peak, hw)
+                if hw >= peak or cursor.offset < 0 or p in self._awaiting:
+                    continue
+                log.warning(
+                    "partition %d: the high-water mark fell from %d to %d (a new log?); "
+                    "re-reading offset %d to check that it is the record applied",
+                    p,
+                    peak,
+                    hw,
+                    cursor.offset,
+                )
+                self._hw_peak[p] = hw
+                await self._send_back(p, cursor.offset)
+                sent_back.append(p)
+            await self._repeat_seeks()
+        return sent_back
+
+    async def _send_back(self, p: int, offset: int) -> None:
+        """Seek p to offset; records before it are dropped until the consumer delivers it."""
+        assert self.consumer is not None
+        self._awaiting[p] = offset
+        self._sent_at[p] = time.monotonic()
+        await self.consumer.seek(p, offset)
+
+    async def _repeat_seeks(self) -> None:
+        """Seek again where an awaited offset has not come within a second.
+
+        Faust drops a fetched record below its read offset. A seek resets that offset, but when
+        it happens while Faust still hands out the rest of an earlier fetch (our agent seeks
+        from inside a batch), those records move the read offset back past the seek target and
+        everything the seek brings is dropped: the partition would wait forever. Seeking again
+        once that fetch is drained ends it (seen after a broker restart under the worker).
+        """
+        assert self.consumer is not None
+        now = time.monotonic()
+        for p, offset in list(self._awaiting.items()):
+            if self.consumer.highwater(p) is None:
+                continue  # not fetched here (not assigned any more): nothing to drop
+            if now - self._sent_at.get(p, 0.0) >= REPEAT_SEEK_SECONDS:
+                log.info("partition %d: offset %d not delivered yet; seeking again", p, offset)
+                await self._send_back(p, offset)
+
     async def check_partitions(self) -> None:
         """Find recreated topics while no record arrives.
 
@@ -302,7 +384,7 @@ class BatchProcessor:
                     self._suspects.discard(p)
                     await self._check_same_topic(p, cursor, [])
 
-    async def _prepare(self, p: int, records: list[Record]) -> _Prepared | None:
+    async def _prepare(self, p: int, records: list[Record]) -> Prepared | None:
         """Build one partition's Lua call; None when nothing in it is new."""
         if not await self._check_same_topic(p, self.cursors[p], records):
             return None
@@ -317,62 +399,9 @@ class BatchProcessor:
         fresh = [r for r in records if r.offset > cursor.offset]
         if not fresh:
             return None
-        now_ms = int(self.clock() * 1_000)
-        expected = cursor.offset
-        wm_before = cursor.watermark_ms
-        totals: dict[str, int] = {}
-        events: list[str] = []
-        rejections: list[Rejection] = []
-        for r in fresh:
-            try:
-                event = self.parser.parse(r.value)
-                verdict = cursor.admit(event.ts, now_ms, self._lateness_ms, self._skew_ms)
-                if verdict is not None:
-                    raise Rejected(*verdict)
-            except Rejected as rej:
-                rejections.append(Rejection(rej.reason, rej.detail, p, r.offset, r.value, r.key))
-                name = rejected_field(rej.reason)
-                totals[name] = totals.get(name, 0) + 1
-                continue
-            order_id = revenue = currency = ""
-            if isinstance(event, Purchase):
-                order_id, currency = event.order_id, event.currency
-                revenue = str(money_units(event.revenue))
-            # Tabs separate the stored segment triple; the contract caps lengths already.
-            events += EventRecord(
-                event.event_id,
-                event.session_id,
-                str(event.ts),
-                str(self.stage_map.index(event)),
-                event.type,
-                segment_label(event.channel, self.settings.channels),
-                segment_label(event.device, self.settings.devices),
-                country_label(event.country),
-                order_id,
-                revenue,
-                currency,
-            )
-        last = fresh[-1]
-        wm = cursor.watermark_ms
-        if wm is None:
-            wm = wm_before if wm_before is not None else 0
         hw = self.consumer.highwater(p) if self.consumer else None
-        call = BatchCall(
-            partition=p,
-            expected_offset=expected,
-            new_offset=last.offset,
-            new_fp=fingerprint(last.key, last.value),
-            watermark_ms=wm,
-            highwater=-1 if hw is None else hw,
-            now_ms=now_ms,
-            session_horizon_ms=wm - self._keep_ms,
-            bucket_horizon_s=(wm - self.settings.retention_seconds * 1_000) // 1_000,
-            totals=totals,
-            events=events,
-        )
-        # Optimistic: the next batch chains on this one. A conflict or a failed apply reloads.
-        cursor.offset, cursor.fp = call.new_offset, call.new_fp
-        return _Prepared(call, fresh, rejections)
+        now_ms = int(self.clock() * 1_000)
+        return self.builder.build(p, cursor, fresh, now_ms, hw, self._limits.get(p, {}))
 
     async def _check_same_topic(
         self, p: int, cursor: PartitionCursor, records: list[Record]
@@ -407,7 +436,8 @@ class BatchProcessor:
         self.metrics.topic_resets_total.inc()
         await self._retry("redis", partial(self.store.reset_partition, p))
         self.cursors[p] = PartitionCursor(watermark_ms=None)
+        self._hw_peak.pop(p, None)
         if self.consumer is not None:
-            self._awaiting[p] = await self.consumer.seek_to_earliest(p)
+            await self._send_back(p, await self.consumer.seek_to_earliest(p))
             return False
         return True

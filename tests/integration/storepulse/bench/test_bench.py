@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storepulse.bench.options import REQUIRED_KEYS
+from storepulse.bench.options import EXPORTER_KEYS, REQUIRED_KEYS
 from tests.harness import PROJECT_DIR
 
 BENCH = [sys.executable, "-m", "storepulse.cli", "bench"]
@@ -20,7 +20,16 @@ def test_bench_help_lists_the_options() -> None:
     result = subprocess.run(
         [*BENCH, "--help"], capture_output=True, text=True, timeout=60, check=True
     )
-    for option in ("--events", "--latency-rate", "--latency-seconds", "--output", "--profile"):
+    for option in (
+        "--events",
+        "--latency-rate",
+        "--latency-seconds",
+        "--output",
+        "--profile",
+        "--exporter-clients",
+        "--exporter-seconds",
+        "--exporter-only",
+    ):
         assert option in result.stdout
 
 
@@ -38,6 +47,12 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
             "1000",
             "--no-trivial-batch",
             "--no-latency-baseline",
+            "--exporter-clients",
+            "10",
+            "--exporter-seconds",
+            "3",
+            "--exporter-feed-rate",
+            "500",
             "--output",
             str(output),
             "--work-dir",
@@ -54,7 +69,7 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
     assert "targets:" in result.stdout
 
     results = json.loads(output.read_text())
-    missing = [key for key in REQUIRED_KEYS if key not in results]
+    missing = [key for key in (*REQUIRED_KEYS, *EXPORTER_KEYS) if key not in results]
     assert not missing, missing
     assert results["cores"] == os.cpu_count()
     assert results["events"] == 3000
@@ -107,7 +122,39 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
         "ratio_vs_naive",
         "p99_latency_s",
         "exact",
+        "exporter_p99_s",
+        "exporter_errors",
+        "exporter_worker_p99_latency_s",
     }
+
+    # The exporter under load: 10 clients on both paths, every request answered 200, while
+    # the worker carried the feed exactly.
+    assert "exporter under load: 10 keep-alive clients" in result.stdout
+    assert results["exporter_clients"] == 10
+    assert results["exporter_errors"] == 0
+    for name in ("metrics", "kpis"):
+        assert results[f"exporter_{name}_requests_per_s"] > 0, name
+        assert (
+            0
+            < results[f"exporter_{name}_p50_s"]
+            <= results[f"exporter_{name}_p99_s"]
+            <= results[f"exporter_{name}_max_s"]
+        ), name
+    load = results["exporter_load"]
+    assert load["paths"]["/metrics"]["statuses"] == {"200": load["paths"]["/metrics"]["requests"]}
+    assert results["exporter_p99_s"] == max(
+        results["exporter_metrics_p99_s"], results["exporter_kpis_p99_s"]
+    )
+    assert results["exporter_requests_per_s"] == pytest.approx(
+        results["exporter_metrics_requests_per_s"] + results["exporter_kpis_requests_per_s"],
+        abs=0.2,
+    )
+    assert results["exporter_cpu_us_per_request"] > 0
+    exporter_run = results["variants"]["exporter_load"]
+    assert exporter_run["exact"] is True
+    assert results["exporter_worker_p99_latency_s"] == exporter_run["latency"]["p99"] > 0
+    assert results["exporter_worker_max_lag_messages"] >= 0
+    assert results["exporter_feed_events_per_s"] > 0
 
     # Two worker processes ran, and between them saw every message at least once.
     two = results["variants"]["two_workers"]["per_process"]

@@ -19,15 +19,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from storepulse.local.procs import ManagedProcess, ProcessSpec, free_port, http_ready
 from storepulse.local.stack import alertmanager_spec
+from streams.exporter import Exporter
 from streams.settings import Settings
 from tests import harness
 from tests.harness import PROJECT_DIR as ROOT
+
+# The exporter's webhook token in this test (STOREPULSE_WEBHOOK_TOKEN; Alertmanager's file).
+WEBHOOK_TOKEN = "alerting-e2e-webhook-token"
 
 RULES = ROOT / "prometheus" / "rules" / "storepulse.yml"
 
@@ -79,7 +83,7 @@ def write_short_rules(run_dir: Path) -> Path:
     return path
 
 
-class WebhookReceiver:
+class WebhookReceiver(harness.LocalHTTP):
     """A tiny HTTP server recording every Alertmanager webhook body it receives."""
 
     def __init__(self) -> None:
@@ -99,18 +103,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> WebhookReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(Handler, "/hook")
 
     def alerts(self, name: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -122,9 +115,23 @@ class WebhookReceiver:
             ]
 
 
-def start_alertmanager(run_dir: Path, webhooks: list[str]) -> harness.Service:
-    """Alertmanager sending every alert, grouped by name, to each webhook within a second."""
+def start_alertmanager(run_dir: Path, webhooks: list[tuple[str, str | None]]) -> harness.Service:
+    """Alertmanager sending every alert, grouped by name, to each webhook within a second.
+
+    webhooks: (url, bearer token or None); a token goes in a file, as the stack does it.
+    """
     port = free_port()
+    configs: list[dict[str, Any]] = []
+    for i, (url, token) in enumerate(webhooks):
+        hook: dict[str, Any] = {"url": url, "send_resolved": True}
+        if token is not None:
+            token_file = run_dir / f"webhook-token-{i}"
+            token_file.write_text(token)
+            token_file.chmod(0o600)
+            hook["http_config"] = {
+                "authorization": {"type": "Bearer", "credentials_file": str(token_file)}
+            }
+        configs.append(hook)
     config = {
         "route": {
             "receiver": "hooks",
@@ -136,7 +143,7 @@ def start_alertmanager(run_dir: Path, webhooks: list[str]) -> harness.Service:
         "receivers": [
             {
                 "name": "hooks",
-                "webhook_configs": [{"url": u, "send_resolved": True} for u in webhooks],
+                "webhook_configs": configs,
             }
         ],
     }
@@ -207,14 +214,16 @@ def overall(receiver: WebhookReceiver) -> bool:
 def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
     make_settings, tmp_path: Path
 ) -> None:
-    s = make_settings(partitions=3)
+    s = make_settings(partitions=3, webhook_token=WEBHOOK_TOKEN)
     rules = write_short_rules(tmp_path)
     with WebhookReceiver() as receiver:
         exporter, exporter_url = start_exporter(s, tmp_path)
         services: list[harness.Service] = []
         worker = None
         try:
-            am = start_alertmanager(tmp_path, [receiver.url, exporter_url + "/api/alerts"])
+            am = start_alertmanager(
+                tmp_path, [(receiver.url, None), (exporter_url + "/api/alerts", WEBHOOK_TOKEN)]
+            )
             services.append(am)
             prometheus = harness.start_prometheus(
                 tmp_path,
@@ -289,10 +298,32 @@ def test_the_abandonment_spike_pages_and_the_steady_traffic_before_it_does_not(
             # has left the window, the 15 s figure sits around --abandonment (0.3).
             settled = sorted(values[len(values) // 2 :])
             assert 0.2 < settled[len(settled) // 2] < 0.4, values
-            # The same page reached the exporter: the board lists it.
-            with urllib.request.urlopen(exporter_url + "/api/alerts", timeout=10) as resp:
-                board = json.load(resp)
-            assert "CartAbandonmentSpike" in {a["name"] for a in board["alerts"]}
+            # The same page reached the exporter, posted with its bearer token: the board lists
+            # it. (The exporter refuses posts without the token: none was refused.)
+            board: dict[str, Any] = {}
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                with urllib.request.urlopen(exporter_url + "/api/alerts", timeout=10) as resp:
+                    board = json.load(resp)
+                if "CartAbandonmentSpike" in {a["name"] for a in board["alerts"]}:
+                    break
+                time.sleep(0.5)
+            assert board["source"] == "webhook"
+            assert "CartAbandonmentSpike" in {a["name"] for a in board["alerts"]}, board
+            with urllib.request.urlopen(exporter_url + "/metrics", timeout=10) as resp:
+                metrics = resp.read().decode()
+            assert 'storepulse_exporter_webhook_refused_total{reason="unauthorized"} 0.0' in (
+                metrics
+            )
+            # An exporter without the webhook reads Alertmanager's own API: the same page.
+            without = s.model_copy(update={"webhook_token": None})
+            with (
+                Exporter(without, port=0, alertmanager_url=f"http://{am.address}") as reader,
+                urllib.request.urlopen(reader.url + "/api/alerts", timeout=10) as resp,
+            ):
+                direct = json.load(resp)
+            assert direct["source"] == "alertmanager", direct
+            assert "CartAbandonmentSpike" in {a["name"] for a in direct["alerts"]}
         finally:
             if worker is not None:
                 worker.stop()

@@ -119,7 +119,12 @@ def test_compose_services_profiles_and_commands(compose: dict[str, Any]) -> None
         assert service["build"] == ".", name
         assert service["image"].startswith("storepulse:"), name
     assert services["worker"]["command"] == ["worker"]
-    assert services["exporter"]["command"] == ["exporter"]
+    # The board reads Alertmanager's API (the webhook is its fallback).
+    assert services["exporter"]["command"] == [
+        "exporter",
+        "--alertmanager-url",
+        "http://alertmanager:9093",
+    ]
     producer = services["producer"]["command"]
     assert producer[0] == "generate"
     assert "--out" not in producer
@@ -181,6 +186,7 @@ def test_secrets_come_from_env_and_are_required(compose: dict[str, Any]) -> None
         ("redis", "REDIS_PASSWORD"): "REDIS_PASSWORD",
         ("worker", "STOREPULSE_REDIS_PASSWORD"): "REDIS_PASSWORD",
         ("exporter", "STOREPULSE_REDIS_PASSWORD"): "REDIS_PASSWORD",
+        ("exporter", "STOREPULSE_WEBHOOK_TOKEN"): "WEBHOOK_TOKEN",
     }
     for (service, key), variable in required.items():
         value = services[service]["environment"][key]
@@ -194,6 +200,10 @@ def test_secrets_come_from_env_and_are_required(compose: dict[str, Any]) -> None
     example = _env_example()
     for variable in set(required.values()):
         assert example[variable] == "", f".env.example must leave {variable} empty"
+    # Alertmanager gets the webhook token as a file (a compose secret), never in its config.
+    assert compose["secrets"] == {"webhook_token": {"environment": "WEBHOOK_TOKEN"}}
+    assert services["alertmanager"]["secrets"] == ["webhook_token"]
+    assert not re.search(r"^\s*credentials:", ALERTMANAGER_YML.read_text(), re.MULTILINE)
     # Redis gets its password through stdin, not its command line.
     redis_command = " ".join(services["redis"]["command"])
     assert "--requirepass" not in redis_command
@@ -467,6 +477,45 @@ def test_alertmanager_config_passes_amtool() -> None:
     receiver = {r["name"]: r for r in config["receivers"]}[config["route"]["receiver"]]
     assert receiver["webhook_configs"][0]["url"] == "http://exporter:19100/api/alerts"
     assert receiver["webhook_configs"][0]["send_resolved"] is True
+    # Authenticated with the exporter's token, read from the secret compose mounts.
+    assert receiver["webhook_configs"][0]["http_config"] == {
+        "authorization": {"type": "Bearer", "credentials_file": "/run/secrets/webhook_token"}
+    }
+
+
+def test_the_local_stacks_alertmanager_config_passes_amtool(tmp_path: Path) -> None:
+    token = "local-stack-webhook-token"
+    with_token = Settings(state_dir=tmp_path / "on", webhook_token=token, exporter_port=19111)
+    without = Settings(state_dir=tmp_path / "off")
+    for settings in (with_token, without):
+        LocalStack(settings).processes()  # renders the configs; starts nothing
+        path = settings.state_dir / "alertmanager" / "alertmanager.yml"
+        result = _run("amtool", "check-config", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "SUCCESS" in result.stdout
+    on = json.loads((with_token.state_dir / "alertmanager" / "alertmanager.yml").read_text())
+    (hook,) = on["receivers"][0]["webhook_configs"]
+    assert hook["url"] == "http://127.0.0.1:19111/api/alerts"
+    token_file = Path(hook["http_config"]["authorization"]["credentials_file"])
+    assert hook["http_config"]["authorization"]["type"] == "Bearer"
+    assert token_file.read_text() == token
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert token not in json.dumps(on)
+    # Without a token Alertmanager posts nowhere (the demo's exporter reads its API), and a
+    # token file left by an earlier run is removed.
+    off = json.loads((without.state_dir / "alertmanager" / "alertmanager.yml").read_text())
+    assert off["receivers"] == [{"name": "storepulse-webhook"}]
+    LocalStack(with_token.model_copy(update={"webhook_token": None})).processes()
+    assert not token_file.exists()
+
+
+def test_the_demos_exporter_reads_the_stacks_alertmanager() -> None:
+    from storepulse.local.demo import demo_processes
+
+    settings = Settings(alertmanager_port=19444)
+    (exporter,) = [p for p in demo_processes(settings, 10) if p.spec.name == "demo-exporter"]
+    argv = exporter.spec.argv
+    assert argv[argv.index("--alertmanager-url") + 1] == "http://127.0.0.1:19444"
 
 
 def test_amtool_rejects_a_broken_config(tmp_path: Path) -> None:

@@ -6,15 +6,24 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
 from streams.exporter import Exporter
-from tests.integration.streams.exporter.test_exporter import fill, get, grid, hour_end, post
+from tests.integration.streams.exporter.test_exporter import (
+    WEBHOOK_TOKEN,
+    fill,
+    get,
+    grid,
+    hour_end,
+    post,
+)
 
 __all__ = ["hour_end"]  # the fixture, shared with test_exporter
 
+from tests import harness
 from tests.harness import PROJECT_DIR as ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -78,7 +87,7 @@ def api(url: str, query: str) -> dict[str, Any]:
 
 
 def test_the_board_shows_the_apis_numbers_alerts_and_refreshes(make_settings, hour_end) -> None:
-    s = make_settings()
+    s = make_settings(webhook_token=WEBHOOK_TOKEN)
     asyncio.run(fill(s, grid(hour_end, 3)))
     spike = {
         "status": "firing",
@@ -137,3 +146,82 @@ def test_the_board_shows_the_apis_numbers_alerts_and_refreshes(make_settings, ho
     assert requested
     assert all(r.startswith(url + "/") for r in requested), requested
     assert (ARTIFACTS / "board.png").stat().st_size > 10_000
+
+
+# A page on another origin, as an ops laptop's browser might open: it posts forged alerts to
+# the exporter the way a page can without the exporter's consent (no-cors: no preflight, a
+# text/plain body, no Authorization header), a forged "resolved" for the real alert's
+# fingerprint, and a flood.
+EVIL_PAGE = b"""<!doctype html><title>evil</title><script>
+async function forge(exporter, fingerprint) {
+  const alert = (name, fp, status) => ({status: status, fingerprint: fp,
+    labels: {alertname: name, severity: "critical"}, annotations: {summary: "forged"}});
+  const send = (alerts) => fetch(exporter + "/api/alerts", {method: "POST", mode: "no-cors",
+    body: JSON.stringify({version: "4", alerts: alerts})});
+  await send([alert("CartAbandonmentSpike", "forged", "firing")]);
+  await send([alert("DeadLetterSurge", fingerprint, "resolved")]);
+  for (let i = 0; i < 20; i++) {
+    await send(Array.from({length: 50}, (_, j) => alert("Forged", "f" + i + "-" + j, "firing")));
+  }
+  return "sent";
+}
+</script>"""
+
+
+class EvilSite(harness.LocalHTTP):
+    """A one-page web server on another port of localhost: another origin than the exporter."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(EVIL_PAGE)))
+                self.end_headers()
+                self.wfile.write(EVIL_PAGE)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(Handler, "/")
+
+
+def test_a_page_on_another_origin_cannot_forge_or_clear_the_boards_alerts(
+    make_settings, hour_end
+) -> None:
+    s = make_settings(webhook_token=WEBHOOK_TOKEN)
+    asyncio.run(fill(s, grid(hour_end, 1)))
+    real = {
+        "status": "firing",
+        "labels": {"alertname": "DeadLetterSurge", "severity": "warning"},
+        "annotations": {"summary": "Dead letters surging"},
+        "fingerprint": "d1e",
+    }
+    with Exporter(s, port=0) as exporter, EvilSite() as evil, sync_playwright() as pw:
+        url = exporter.url
+        assert post(f"{url}/api/alerts", {"alerts": [real]})[0] == 200  # Alertmanager's
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            sent: list[str] = []
+            page.on(
+                "request",
+                lambda r: (
+                    sent.append(r.headers.get("content-type", ""))
+                    if r.url.endswith("/api/alerts") and r.method == "POST"
+                    else None
+                ),
+            )
+            page.goto(evil.url)
+            assert page.evaluate("([u, f]) => forge(u, f)", [url, "d1e"]) == "sent"
+            # Every forged post reached the exporter, as text/plain without a token.
+            assert len(sent) == 22
+            assert all(t.startswith("text/plain") for t in sent), sent
+            assert exporter.stats.webhook_refused["unauthorized"] == 22
+
+            page.goto(url + "/")
+            page.wait_for_selector("body[data-loaded]", timeout=10_000)
+            assert shown(page)["alerts"] == ["DeadLetterSurge"]
+            assert page.text_content("#alert-count") == "1"
+        finally:
+            browser.close()

@@ -29,7 +29,7 @@ from streams.worker import metrics as worker_metrics
 from streams.worker.deadletters import Rejection
 from streams.worker.processor import BatchProcessor, Record
 from tests import catalogue, harness
-from tests.reference import dumps, event
+from tests.reference import dumps, event, session_key
 
 CHANNELS = ("organic", "paid_search", "email", "social")
 DEVICES = ("desktop", "mobile", "tablet")
@@ -41,8 +41,9 @@ Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 class NullDLQ:
     """The dead-letter sink of BatchProcessor; these tests feed only valid events."""
 
-    async def publish(self, rejections: list[Rejection]) -> None:
+    async def publish(self, rejections: list[Rejection]) -> list[object]:
         assert not rejections, rejections
+        return []
 
 
 def session_events(sid: str, ts: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ async def fill(
             worker_metrics.create(CollectorRegistry()),
         )
         records = [
-            Record(p, offset, b"k", value)
+            Record(p, offset, session_key(value), value)
             for p, values in by_partition.items()
             for offset, value in enumerate(values, start=first_offset)
         ]
@@ -119,10 +120,15 @@ def get(url: str, timeout: float = 10) -> tuple[int, str, bytes]:
             return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
-def post(url: str, data: object) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        url, json.dumps(data).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
+# The webhook's bearer token in these tests (settings webhook_token, Alertmanager's config).
+WEBHOOK_TOKEN = "exporter-tests-webhook-token"
+
+
+def post(url: str, data: object, token: str | None = WEBHOOK_TOKEN) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, json.dumps(data).encode(), headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.load(resp)
@@ -288,7 +294,7 @@ async def test_api_kpis_serves_the_json_of_storepulse_kpis(
 
 
 def test_api_alerts_keeps_what_alertmanager_says_is_firing(make_settings, exporter_for) -> None:
-    url = exporter_for(make_settings()).url + "/api/alerts"
+    url = exporter_for(make_settings(webhook_token=WEBHOOK_TOKEN)).url + "/api/alerts"
     firing = {
         "status": "firing",
         "labels": {"alertname": "ConversionDrop", "severity": "warning"},
@@ -296,7 +302,13 @@ def test_api_alerts_keeps_what_alertmanager_says_is_firing(make_settings, export
         "startsAt": "2026-11-22T12:00:00Z",
         "fingerprint": "c0ffee",
     }
-    assert post(url, {"version": "4", "alerts": [firing]}) == (200, {"status": "ok", "firing": 1})
+    assert post(url, {"version": "4", "alerts": [firing]}) == (
+        200,
+        {"status": "ok", "firing": 1, "dropped": 0},
+    )
+    # Without the token, or with another one, nothing is taken.
+    assert post(url, {"version": "4", "alerts": [firing | {"fingerprint": "f"}]}, None)[0] == 401
+    assert post(url, {"version": "4", "alerts": [firing]}, "not-the-token-at-all")[0] == 401
     answer = json.loads(get(url)[2])
     assert answer["source"] == "webhook"
     assert [(a["name"], a["annotations"]["summary"]) for a in answer["alerts"]] == [

@@ -19,9 +19,9 @@ from streams.settings import Settings
 from streams.store.client import connect
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics
-from streams.worker.deadletters import Rejection
+from streams.worker.deadletters import LostDeadLetter, Rejection
 from streams.worker.processor import BatchProcessor, Record
-from tests.reference import dumps, event, expected_state
+from tests.reference import dumps, event, expected_state, session_key
 
 NOW_MS = 1_795_000_000_000  # 2026-11-19T10:26:40Z; the processor's clock is pinned to it
 T0 = NOW_MS - 1_800_000
@@ -31,8 +31,9 @@ class CollectingDLQ:
     def __init__(self) -> None:
         self.rejections: list[Rejection] = []
 
-    async def publish(self, rejections: Sequence[Rejection]) -> None:
+    async def publish(self, rejections: Sequence[Rejection]) -> list[LostDeadLetter]:
         self.rejections.extend(rejections)
+        return []
 
 
 def make_processor(
@@ -48,7 +49,7 @@ def make_processor(
 
 
 def records(values: Sequence[bytes], partition: int = 0, start: int = 0) -> list[Record]:
-    return [Record(partition, start + i, b"k", v) for i, v in enumerate(values)]
+    return [Record(partition, start + i, session_key(v), v) for i, v in enumerate(values)]
 
 
 async def stored(client: redis.asyncio.Redis, s: Settings) -> tuple[Counter[str], Counter[str]]:
@@ -338,7 +339,7 @@ def test_dlq_payload_keeps_bytes(make_settings) -> None:
     from streams.worker.deadletters import dlq_payload
 
     rej = Rejection("malformed", "not a JSON object", 2, 41, b"\x80abc", b"s1")
-    body = json.loads(dlq_payload(rej, "t", "w", 5))
+    body = json.loads(dlq_payload(rej, "t", "w", 5, 16_384))
     assert body["payload_base64"] == "gGFiYw=="
     assert body["key"] == "s1"
     assert (body["partition"], body["offset"], body["reason"]) == (2, 41, "malformed")

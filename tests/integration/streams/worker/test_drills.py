@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.kafka import ensure_topics
 from tests import harness
 from tests.integration.streams.worker.test_worker import (
     check_against_reference,
@@ -122,7 +123,10 @@ def test_recreated_topic_is_detected_and_new_events_all_count(
         # The in-memory broker restarts empty, as after `storepulse stack down/up` with Redis kept.
         brokers[0].stop()
         brokers.append(harness.start_broker(tmp_path / "own-broker", port=brokers[0].port))
-        new = [(k, v.replace(b'"sess-', b'"new-sess-')) for k, v in make_trace(30, now_ms, seed=2)]
+        new = [
+            (k and k.replace(b"sess-", b"new-sess-"), v.replace(b'"sess-', b'"new-sess-'))
+            for k, v in make_trace(30, now_ms, seed=2)
+        ]
         asyncio.run(harness.produce(brokers[1].address, settings.topic, new))
         workers.append(harness.Worker(settings, tmp_path, "worker-2").start())
         harness.wait_accounted(settings, len(old) + len(new), worker=workers[1])
@@ -178,3 +182,76 @@ def test_kafka_and_redis_unreachable_at_start_then_during_the_run(
         broker.stop()
         if own_redis is not None:
             own_redis.stop()
+
+
+def test_a_stuck_worker_reports_down_and_exits_for_its_supervisor(
+    make_settings, tmp_path: Path
+) -> None:
+    """kill -9 of the in-memory broker and a new one on the same port, traffic running.
+
+    The worker either recovers or, within STOREPULSE_STALL_SECONDS of data waiting with no
+    batch applied, reports storepulse_worker_up 0 and exits with status 3; the test restarts it
+    as a supervisor would. Every message of the new log counts exactly once either way.
+    """
+    brokers = [harness.start_broker(tmp_path / "b0")]
+    settings = make_settings(kafka_bootstrap=brokers[0].address, stall_seconds=15.0)
+    now_ms = int(time.time() * 1000)
+    first = make_trace(150, now_ms, seed=31)
+    second = [
+        (k and k.replace(b"sess-", b"late-sess-"), v.replace(b'"sess-', b'"late-sess-'))
+        for k, v in make_trace(400, now_ms, seed=32)
+    ]
+    workers = [harness.Worker(settings, tmp_path, "worker-0").start()]
+    feeder: harness.Feeder | None = None
+    ups: list[str] = []
+    exits: list[int | None] = []
+    try:
+        asyncio.run(harness.produce(brokers[0].address, settings.topic, first))
+        harness.wait_accounted(settings, len(first), worker=workers[0])
+        brokers[0].proc.kill()
+        brokers.append(harness.start_broker(tmp_path / "b1", port=brokers[0].port))
+        # The new broker's topic has fewer partitions (created by whoever came first, as a
+        # producer's auto-creation would): partitions 1 and 2 are gone from under the worker.
+        asyncio.run(ensure_topics(settings.model_copy(update={"partitions": 1})))
+        feeder = harness.Feeder(settings.kafka_bootstrap, settings.topic, second, rate=40)
+        feeder.start()
+        deadline = time.monotonic() + 150
+        while harness.accounted(settings)["accounted"] < len(first) + len(second):
+            assert time.monotonic() < deadline, (
+                f"the pipeline never caught up: {harness.accounted(settings)} exits {exits} "
+                f"{workers[-1].proc.log_tail(25)}"
+            )
+            worker = workers[-1]
+            if not worker.alive():
+                exits.append(worker.proc.returncode())
+                workers.append(harness.Worker(settings, tmp_path, f"worker-{len(workers)}"))
+                workers[-1].start()
+                continue
+            try:
+                text = scrape(settings.worker_web_port)
+            except OSError:
+                text = ""
+            for line in text.splitlines():
+                if line.startswith(("storepulse_worker_up ", "storepulse_worker_stalled_")):
+                    ups.append(line)
+            time.sleep(0.5)
+        feeder.join(timeout=60)
+        assert feeder.error is None and feeder.sent == len(second)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for broker in brokers:
+            broker.stop()
+    after = harness.accounted(settings)
+    assert after["accounted"] == len(first) + len(second)
+    assert all(code == 3 for code in exits), exits  # only ever the stall exit, never a crash
+    if exits:
+        # Before it gave up, it said so: up 0 while stalled past a third of the limit.
+        stalled = [float(u.split()[1]) for u in ups if u.startswith("storepulse_worker_stalled_")]
+        assert max(stalled) >= settings.stall_seconds / 3
+        assert "storepulse_worker_up 0.0" in ups
+    # No log storm: a repeated error line passes once per 10 s.
+    for worker in workers:
+        lines = worker.proc.log_file.read_text().splitlines()
+        commits = [line for line in lines if "OffsetCommit failed" in line]
+        assert len(commits) <= 20, commits[:3]

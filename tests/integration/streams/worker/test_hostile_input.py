@@ -14,7 +14,10 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.kafka import ensure_topics
 from streams.store.client import connect
+from streams.store.funnel import FunnelStore
+from streams.worker.deadletters import dlq_record_limit
 from tests import harness
 from tests.integration.streams.store.test_funnel import (
     T0,
@@ -23,7 +26,7 @@ from tests.integration.streams.store.test_funnel import (
     records,
     stored,
 )
-from tests.reference import dumps, event
+from tests.reference import dumps, event, session_key
 
 VALID = [
     event("visit", "v", "s", T0, channel="organic", device="mobile", country="DE"),
@@ -96,7 +99,7 @@ def test_any_bytes_are_accounted_for(messages: list[bytes], make_settings) -> No
     rejected = sum(v for k, v in totals.items() if k.startswith("rej|"))
     assert accepted + totals.get("dup", 0) + rejected == len(messages)
     assert rejected == len(dlq.rejections)
-    assert {r.reason for r in dlq.rejections} <= {"malformed", "schema", "late", "future"}
+    assert {r.reason for r in dlq.rejections} <= {"malformed", "schema", "key", "late", "future"}
     assert all(r.detail for r in dlq.rejections)
 
 
@@ -120,7 +123,8 @@ def hostile_corpus(now_ms: int) -> list[tuple[bytes | None, bytes]]:
         bytes(rng.randrange(256) for _ in range(5000)),
         dumps(good),  # a duplicate
     ]
-    return [(b"h", raw) for raw in corpus]
+    # Keyed as a producer keys them: by session_id where there is one (else b"h").
+    return [(session_key(raw) or b"h", raw) for raw in corpus]
 
 
 @pytest.mark.slow
@@ -149,3 +153,56 @@ async def test_worker_survives_a_hostile_corpus(make_settings, tmp_path: Path) -
     assert len(dlq) == rejected
     reasons = [json.loads(v)["reason"] for _, _, _, v in dlq]
     assert "malformed" in reasons and "schema" in reasons
+
+
+@pytest.mark.slow
+async def test_oversized_messages_of_escaped_characters_never_stop_a_partition(
+    make_settings, tmp_path: Path
+) -> None:
+    """1x, 2x and 5x STOREPULSE_MAX_EVENT_BYTES of control characters, on every partition.
+
+    JSON writes each as 6 characters: the 5x message (328 KB) made a 2 MB dead letter that Kafka
+    refused, and the worker retried it forever while no partition moved.
+    """
+    s = make_settings(partitions=3)
+    now_ms = int(time.time() * 1000)
+    limit = s.max_event_bytes
+    messages: list[tuple[int, bytes | None, bytes]] = []
+    for p in range(3):
+        for n, factor in enumerate((1, 2, 5)):
+            sid = f"big-{p}-{n}"
+            messages.append((p, sid.encode(), dumps(event("visit", f"{sid}-a", sid, now_ms))))
+            pad = b'{"pad":"' + b"\x01" * (factor * limit) + b'"}'
+            messages.append((p, sid.encode(), pad))
+            messages.append((p, sid.encode(), dumps(event("visit", f"{sid}-b", sid, now_ms))))
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, max_request_size=4_000_000)
+    await producer.start()
+    try:
+        await ensure_topics(s)
+        for p, key, value in messages:
+            await producer.send_and_wait(s.topic, value, key=key, partition=p)
+    finally:
+        await producer.stop()
+    worker = harness.Worker(s, tmp_path).start()
+    try:
+        totals = await asyncio.to_thread(harness.wait_accounted, s, len(messages), 90, worker)
+        assert worker.alive()
+    finally:
+        worker.stop()
+    assert totals["ev|visit"] == 18 and totals["rej|schema"] == 9
+    assert totals.get("dlq_lost", 0) == 0
+    dlq = await harness.consume_all(s.kafka_bootstrap, s.dlq_topic, expected=9, wait=30)
+    assert len(dlq) == 9
+    for _, _, _, value in dlq:
+        body = json.loads(value)
+        assert len(value) <= dlq_record_limit(s.dlq_max_payload_bytes) < 1_048_576
+        assert body["payload_truncated"] is True
+        assert body["payload_bytes"] in {factor * limit + 10 for factor in (1, 2, 5)}
+        assert len(body["payload_sha256"]) == 64
+    client = connect(s)
+    try:
+        store = FunnelStore(client, s)
+        # Every partition applied up to its last record: none was held up by its big message.
+        assert [m.offset for m in await store.metas([0, 1, 2])] == [8, 8, 8]
+    finally:
+        await client.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.exporter.alerts import AlertBook, WebhookError, alerts_response
+from streams.exporter.alerts import AlertBook, AlertmanagerClient, WebhookError, alerts_response
 
 
 def webhook(*alerts: tuple[str, str, dict[str, str]]) -> dict[str, object]:
@@ -32,16 +32,17 @@ SPIKE = {"alertname": "CartAbandonmentSpike", "severity": "critical", "channel":
 DLQ = {"alertname": "DeadLetterSurge", "severity": "warning"}
 
 
-def test_firing_alerts_are_kept_and_resolved_ones_removed() -> None:
+async def test_firing_alerts_are_kept_and_resolved_ones_removed() -> None:
     book = AlertBook()
-    assert book.receive(webhook(("firing", "a1", DLQ), ("firing", "b2", SPIKE))) == 2
+    assert book.receive(webhook(("firing", "a1", DLQ), ("firing", "b2", SPIKE))) == (2, 0)
     names = [a["name"] for a in book.firing()]
     assert names == ["CartAbandonmentSpike", "DeadLetterSurge"]  # critical first
     assert book.firing()[0]["annotations"]["summary"] == "CartAbandonmentSpike summary"
     # A repeat notification refreshes, never duplicates.
-    assert book.receive(webhook(("firing", "b2", SPIKE))) == 2
-    assert book.receive(webhook(("resolved", "b2", SPIKE))) == 1
-    assert [a["name"] for a in alerts_response(book, None)["alerts"]] == ["DeadLetterSurge"]
+    assert book.receive(webhook(("firing", "b2", SPIKE))) == (2, 0)
+    assert book.receive(webhook(("resolved", "b2", SPIKE))) == (1, 0)
+    answer = await alerts_response(book, None)
+    assert [a["name"] for a in answer["alerts"]] == ["DeadLetterSurge"]
 
 
 def test_alerts_without_a_fingerprint_are_keyed_by_their_labels() -> None:
@@ -54,11 +55,63 @@ def test_alerts_without_a_fingerprint_are_keyed_by_their_labels() -> None:
     assert book.firing() == []
 
 
-def test_the_book_is_bounded() -> None:
+def test_the_book_is_bounded_and_keeps_the_newest_of_one_name() -> None:
     book = AlertBook(limit=3)
     for i in range(5):
-        book.receive(webhook(("firing", f"f{i}", {"alertname": f"A{i}"})))
-    assert [a["name"] for a in book.firing()] == ["A0", "A1", "A2"]
+        book.receive(webhook(("firing", f"f{i}", {"alertname": "A", "instance": str(i)})))
+    assert sorted(a["fingerprint"] for a in book.firing()) == ["f2", "f3", "f4"]
+    assert book.dropped == 2
+
+
+def test_a_flood_of_one_name_leaves_room_for_every_other_name() -> None:
+    # 1,000 alerts of one name (a label explosion, a misrouted sender) and a DeadLetterSurge:
+    # the limit is shared fairly between names, so the real alert is kept whatever came first.
+    flood = [("firing", f"x{i}", {**SPIKE, "shop": str(i)}) for i in range(1_000)]
+    for order in ("flood first", "flood after"):
+        book = AlertBook()
+        if order == "flood first":
+            book.receive(webhook(*flood))
+            firing, dropped = book.receive(webhook(("firing", "dlq", DLQ)))
+        else:
+            book.receive(webhook(("firing", "dlq", DLQ)))
+            firing, dropped = book.receive(webhook(*flood))
+        assert (firing, dropped, book.dropped) == (1_000, 1, 1), order
+        names = [a["name"] for a in book.firing()]
+        assert names.count("DeadLetterSurge") == 1, order
+        assert names.count("CartAbandonmentSpike") == 999, order
+
+
+def test_a_full_book_keeps_critical_alerts_first_at_each_round() -> None:
+    # Two names, three alerts each, room for four: two of each name (round robin), critical
+    # before warning within a name, and the most recently received first among equals.
+    book = AlertBook(limit=4)
+    book.receive(
+        webhook(
+            ("firing", "a-warn", {"alertname": "A", "severity": "warning", "i": "1"}),
+            ("firing", "a-crit", {"alertname": "A", "severity": "critical", "i": "2"}),
+            ("firing", "a-late", {"alertname": "A", "severity": "warning", "i": "3"}),
+            ("firing", "b1", {"alertname": "B", "severity": "warning", "i": "1"}),
+            ("firing", "b2", {"alertname": "B", "severity": "warning", "i": "2"}),
+            ("firing", "b3", {"alertname": "B", "severity": "warning", "i": "3"}),
+        )
+    )
+    kept = {a["fingerprint"] for a in book.firing()}
+    # A: critical, then the newer of the two warnings (a-late came last: it is the newest).
+    assert kept == {"a-crit", "a-late", "b3", "b2"}
+    assert book.dropped == 2
+    # A resolved alert makes room; a new one of a name with fewer alerts is kept.
+    book.receive(webhook(("resolved", "b2", {"alertname": "B"})))
+    assert book.receive(webhook(("firing", "c1", {"alertname": "C"}))) == (4, 0)
+
+
+def test_a_refused_payload_changes_nothing() -> None:
+    book = AlertBook()
+    book.receive(webhook(("firing", "a1", DLQ)))
+    bad = webhook(("resolved", "a1", DLQ))
+    bad["alerts"].append("not an alert")  # type: ignore[attr-defined]
+    with pytest.raises(WebhookError):
+        book.receive(bad)
+    assert [a["fingerprint"] for a in book.firing()] == ["a1"]
 
 
 @pytest.mark.parametrize("payload", [None, [], {"alerts": "x"}, {"alerts": [1]}])
@@ -67,11 +120,15 @@ def test_a_payload_that_is_not_a_webhook_is_refused(payload: object) -> None:
         AlertBook().receive(payload)
 
 
-def test_an_unreachable_alertmanager_falls_back_to_the_webhook_book() -> None:
+async def test_an_unreachable_alertmanager_falls_back_to_the_webhook_book() -> None:
     book = AlertBook()
     book.receive(webhook(("firing", "a1", DLQ)))
     # Port 9 (discard) on localhost: nothing listens, the connection is refused at once.
-    answer = alerts_response(book, "http://127.0.0.1:9")
+    client = AlertmanagerClient("http://127.0.0.1:9")
+    try:
+        answer = await alerts_response(book, client)
+    finally:
+        await client.aclose()
     assert answer["source"] == "webhook"
-    assert answer["error"].startswith("alertmanager:")
+    assert answer["error"].startswith("alertmanager: http://127.0.0.1:9/api/v2/alerts: ")
     assert [a["name"] for a in answer["alerts"]] == ["DeadLetterSurge"]

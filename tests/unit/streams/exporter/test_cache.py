@@ -104,3 +104,89 @@ async def test_the_number_of_keys_is_bounded() -> None:
     await cache.get("c", lambda: asyncio.sleep(0, result=1))
     await cache.get("c", lambda: asyncio.sleep(0, result=1))
     assert cache.computations == before + 2
+
+
+async def test_refresh_ahead_serves_the_fresh_value_while_the_next_is_computed() -> None:
+    clock = [0.0]
+    release = asyncio.Event()
+    values = iter(range(10))
+    computed: list[int] = []
+
+    async def compute() -> int:
+        if computed:  # every computation after the first waits until released
+            await release.wait()
+        computed.append(next(values))
+        return computed[-1]
+
+    cache = SingleFlightCache(max_age=1.0, clock=lambda: clock[0], refresh_after=0.5)
+    assert await cache.get("k", compute) == 0
+    clock[0] = 0.4
+    assert await cache.get("k", compute) == 0  # young: no refresh
+    await asyncio.sleep(0)
+    assert computed == [0]
+    clock[0] = 0.6
+    # Old enough: the caller gets the value at once, and one refresh starts, however many ask.
+    assert [await cache.get("k", compute) for _ in range(5)] == [0] * 5
+    await asyncio.sleep(0)
+    assert computed == [0]
+    clock[0] = 1.05
+    # Past max_age the cached value is never served: callers wait for the refresh in flight.
+    waiter = asyncio.ensure_future(cache.get("k", compute))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    release.set()
+    assert await waiter == 1
+    assert computed == [0, 1]
+    assert cache.computations == 2
+    await cache.aclose()
+
+
+async def test_a_failed_refresh_is_not_kept_and_aclose_cancels_a_running_one() -> None:
+    clock = [0.0]
+    calls = 0
+    hang = asyncio.Event()
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("redis down")
+        if calls == 3:
+            await hang.wait()
+        return calls
+
+    cache = SingleFlightCache(max_age=1.0, clock=lambda: clock[0], refresh_after=0.5)
+    assert await cache.get("k", compute) == 1
+    clock[0] = 0.7
+    assert await cache.get("k", compute) == 1  # starts refresh 2, which fails
+    await asyncio.sleep(0)
+    assert calls == 2
+    assert await cache.get("k", compute) == 1  # still fresh; refresh 3 starts and hangs
+    await asyncio.sleep(0)
+    assert calls == 3
+    await cache.aclose()  # no task left pending
+    clock[0] = 1.5
+    assert await cache.get("k", compute) == 4
+
+
+async def test_a_cancelled_computation_is_a_timeout_for_its_waiters() -> None:
+    # The request computing a value hit its time limit: the others get an error to answer with.
+    async def hangs() -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    cache = SingleFlightCache(max_age=1.0)
+    owner = asyncio.ensure_future(cache.get("k", hangs))
+    await asyncio.sleep(0)
+    waiter = asyncio.ensure_future(cache.get("k", hangs))
+    await asyncio.sleep(0)
+    owner.cancel()
+    with pytest.raises(TimeoutError, match="cancelled"):
+        await waiter
+    with pytest.raises(asyncio.CancelledError):
+        await owner
+
+
+def test_refresh_after_is_within_the_age() -> None:
+    with pytest.raises(ValueError, match="refresh_after"):
+        SingleFlightCache(max_age=1.0, refresh_after=1.5)

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from storepulse.local.procs import free_port
 from streams.exporter.alerts import AlertBook
 from streams.exporter.cache import SingleFlightCache
-from streams.exporter.routes import MAX_RANGE_BUCKETS, Response, Routes
+from streams.exporter.routes import MAX_RANGE_BUCKETS, RequestError, Response, Routes
 from streams.exporter.snapshot import SnapshotReader
 from streams.query.kpis import kpi_report
 from streams.settings import Settings
@@ -97,9 +97,16 @@ class Clock:
         return self.now
 
 
+TOKEN = "t0ken-for-the-unit-tests"
+AUTH = f"Bearer {TOKEN}"
+JSON = "application/json"
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(channels=("email", "organic"), devices=("desktop", "mobile"))
+    return Settings(
+        channels=("email", "organic"), devices=("desktop", "mobile"), webhook_token=TOKEN
+    )
 
 
 @pytest.fixture
@@ -276,7 +283,15 @@ async def test_window_by_and_explicit_ranges(routes: Routes) -> None:
         ("from=2027-01-15T08:00:00Z&to=2027-01-15T08:00:00Z", "to must be after from"),
         ("from=2027-01-15T08:00:30Z", "to must be after from"),  # the window end is 08:00
         ("window=8d", "range over 10080 buckets; ask for a shorter one"),
-        ("from=0&to=1800000000000", "range over 10080 buckets"),
+        ("from=946684800000&to=1800000000000", "range over 10080 buckets"),
+        # Before 2000 is a mistake (epoch seconds for milliseconds, a 0), not a 1969 answer.
+        ("to=0", "'0' is before 2000-01-01T00:00:00Z"),
+        ("from=0&to=1800000000000", "'0' is before 2000-01-01T00:00:00Z"),
+        ("from=1800000000", "'1800000000' is before 2000-01-01T00:00:00Z"),
+        ("to=1999-12-31T23:59:59Z", "is before 2000-01-01"),
+        # Long numbers are refused by their length, never reach int() and its digit limit.
+        ("window=" + "9" * 10_000, "is not a duration"),
+        ("to=" + "9" * 10_000, "is not an instant (too long)"),
     ],
 )
 async def test_bad_kpi_queries_answer_400_with_a_message(
@@ -327,24 +342,137 @@ FIRING = {
 }
 
 
+def payload(*alerts: dict[str, object]) -> bytes:
+    return json.dumps({"version": "4", "alerts": list(alerts)}).encode()
+
+
+async def post_alerts(
+    routes: Routes,
+    data: bytes,
+    authorization: str | None = AUTH,
+    content_type: str | None = JSON,
+) -> Response:
+    return await routes.handle(
+        "POST", "/api/alerts", body=data, content_type=content_type, authorization=authorization
+    )
+
+
 async def test_alerts_webhook_in_firing_alerts_out(routes: Routes) -> None:
     assert body(await routes.handle("GET", "/api/alerts")) == {"source": "webhook", "alerts": []}
-    payload = json.dumps({"version": "4", "alerts": [FIRING]}).encode()
-    posted = await routes.handle("POST", "/api/alerts", body=payload)
-    assert (posted.status, body(posted)) == (200, {"status": "ok", "firing": 1})
+    posted = await post_alerts(routes, payload(FIRING))
+    assert (posted.status, body(posted)) == (200, {"status": "ok", "firing": 1, "dropped": 0})
     (alert,) = body(await routes.handle("GET", "/api/alerts"))["alerts"]
     assert (alert["name"], alert["severity"], alert["fingerprint"]) == (
         "CartAbandonmentSpike",
         "critical",
         "f00d",
     )
-    resolved = json.dumps({"alerts": [FIRING | {"status": "resolved"}]}).encode()
-    assert body(await routes.handle("POST", "/api/alerts", body=resolved))["firing"] == 0
+    resolved = payload(FIRING | {"status": "resolved"})
+    assert body(await post_alerts(routes, resolved))["firing"] == 0
     assert body(await routes.handle("GET", "/api/alerts"))["alerts"] == []
+    # Parameters of the media type and the scheme's case do not matter.
+    ok = await post_alerts(
+        routes, payload(FIRING), f"bearer  {TOKEN}", "Application/JSON; charset=utf-8"
+    )
+    assert ok.status == 200
 
 
 @pytest.mark.parametrize(
-    ("payload", "message"),
+    ("authorization", "message"),
+    [
+        (None, "no bearer token"),
+        ("", "no bearer token"),
+        (f"Bearer {TOKEN}x", "wrong bearer token"),
+        (f"Bearer {TOKEN[:-1]}", "wrong bearer token"),
+        (f"Basic {TOKEN}", "wrong bearer token"),
+        (TOKEN, "wrong bearer token"),  # no scheme
+        ("Bearer", "wrong bearer token"),
+    ],
+)
+async def test_the_webhook_needs_the_bearer_token(
+    routes: Routes, authorization: str | None, message: str
+) -> None:
+    reads: list[int] = []
+
+    async def reader() -> bytes:
+        reads.append(1)
+        return payload(FIRING)
+
+    response = await routes.handle(
+        "POST", "/api/alerts", body=reader, content_type=JSON, authorization=authorization
+    )
+    assert response.status == 401
+    assert ("WWW-Authenticate", 'Bearer realm="storepulse-webhook"') in response.headers
+    assert body(response)["error"].startswith(message)
+    assert TOKEN not in response.body.decode()
+    assert reads == []  # refused before its body is read
+    assert body(await routes.handle("GET", "/api/alerts"))["alerts"] == []
+    assert routes.stats.webhook_refused["unauthorized"] == 1
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/json-seq",
+    ],
+)
+async def test_the_webhook_takes_only_application_json(
+    routes: Routes, content_type: str | None
+) -> None:
+    # What a page on another origin can send without a CORS preflight (`fetch(url, {method:
+    # "POST", mode: "no-cors", body})`) is text/plain, a form or multipart: never JSON.
+    response = await post_alerts(routes, payload(FIRING), content_type=content_type)
+    assert response.status == 415
+    assert body(response)["error"].startswith("Content-Type must be application/json, got ")
+    assert body(await routes.handle("GET", "/api/alerts"))["alerts"] == []
+    assert routes.stats.webhook_refused["content_type"] == 1
+
+
+async def test_without_a_token_the_webhook_is_off(
+    settings: Settings, store: MemoryStore, monotonic: Clock
+) -> None:
+    off = settings.model_copy(update={"webhook_token": None})
+
+    async def ping() -> bool:
+        return True
+
+    routes = Routes(
+        off,
+        store,  # type: ignore[arg-type]
+        SnapshotReader(store, off, Clock(NOW + 55)),  # type: ignore[arg-type]
+        SingleFlightCache(1.0, clock=monotonic),
+        AlertBook(),
+        ping,
+    )
+    for authorization in (None, AUTH, "Bearer "):
+        response = await post_alerts(routes, payload(FIRING), authorization)
+        assert response.status == 404
+        assert "the webhook is off" in body(response)["error"]
+    assert body(await routes.handle("GET", "/api/alerts"))["alerts"] == []
+    assert routes.stats.webhook_refused["disabled"] == 3
+
+
+async def test_a_body_the_transport_cannot_read_is_its_4xx(routes: Routes) -> None:
+    for status, reason in ((413, "too_large"), (408, "timeout")):
+
+        async def reader(status: int = status, reason: str = reason) -> bytes:
+            raise RequestError(status, f"cannot: {reason}", reason)
+
+        response = await routes.handle(
+            "POST", "/api/alerts", body=reader, content_type=JSON, authorization=AUTH
+        )
+        assert (response.status, body(response)) == (status, {"error": f"cannot: {reason}"})
+        assert routes.stats.webhook_refused[reason] == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
     [
         (b"", "expected an Alertmanager webhook payload"),
         (b"{not json", "Expecting property name"),
@@ -354,11 +482,82 @@ async def test_alerts_webhook_in_firing_alerts_out(routes: Routes) -> None:
         (b'{"alerts": [1]}', "each alert must be a JSON object"),
     ],
 )
-async def test_a_bad_webhook_is_a_400(routes: Routes, payload: bytes, message: str) -> None:
-    response = await routes.handle("POST", "/api/alerts", body=payload)
+async def test_a_bad_webhook_is_a_400(routes: Routes, data: bytes, message: str) -> None:
+    response = await post_alerts(routes, data)
     assert response.status == 400
     assert message in body(response)["error"]
     assert body(await routes.handle("GET", "/api/alerts"))["alerts"] == []
+    assert routes.stats.webhook_refused["malformed"] == 1
+
+
+async def test_webhook_refusals_and_dropped_alerts_are_counted_in_metrics(
+    routes: Routes, monotonic: Clock
+) -> None:
+    await post_alerts(routes, payload(FIRING), authorization=None)
+    await post_alerts(routes, payload(FIRING), content_type="text/plain")
+    routes.alerts.limit = 1
+    second = FIRING | {"fingerprint": "beef", "labels": {"alertname": "Other"}}
+    assert body(await post_alerts(routes, payload(FIRING, second)))["dropped"] == 1
+    text = (await routes.handle("GET", "/metrics")).body.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith("storepulse_exporter_")
+    }
+    refused = "storepulse_exporter_webhook_refused_total"
+    assert samples[(refused, (("reason", "unauthorized"),))] == 1
+    assert samples[(refused, (("reason", "content_type"),))] == 1
+    assert samples[(refused, (("reason", "disabled"),))] == 0
+    assert samples[("storepulse_exporter_alerts_dropped_total", ())] == 1
+    assert samples[("storepulse_exporter_requests_shed_total", (("reason", "in_flight"),))] == 0
+
+
+async def test_alerts_come_from_alertmanager_when_configured(
+    settings: Settings, store: MemoryStore, monotonic: Clock, unused_tcp_port: int
+) -> None:
+    """--alertmanager-url: its alerts, fetched without blocking, shared for a second."""
+    from aiohttp import web
+
+    hits: list[str] = []
+
+    async def alertmanager(request: web.Request) -> web.Response:
+        hits.append(request.query_string)
+        alert = {"labels": FIRING["labels"], "status": {"state": "active"}, "fingerprint": "a"}
+        return web.json_response([alert, {**alert, "status": {"state": "suppressed"}}])
+
+    app = web.Application()
+    app.router.add_get("/api/v2/alerts", alertmanager)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+
+    async def ping() -> bool:
+        return True
+
+    routes = Routes(
+        settings,
+        store,  # type: ignore[arg-type]
+        SnapshotReader(store, settings, Clock(NOW + 55)),  # type: ignore[arg-type]
+        SingleFlightCache(1.0, clock=monotonic),
+        AlertBook(),
+        ping,
+        f"http://127.0.0.1:{unused_tcp_port}",
+    )
+    try:
+        answers = [body(await routes.handle("GET", "/api/alerts")) for _ in range(3)]
+        assert answers[0]["source"] == "alertmanager"
+        assert [a["name"] for a in answers[0]["alerts"]] == ["CartAbandonmentSpike"]
+        assert answers == [answers[0]] * 3
+        assert hits == ["active=true&silenced=false&inhibited=false"]  # one request a second
+        await runner.cleanup()
+        monotonic.now += 1.1
+        down = body(await routes.handle("GET", "/api/alerts"))
+        assert down["source"] == "webhook"
+        assert down["error"].startswith("alertmanager: ")
+    finally:
+        await routes.aclose()
+        await runner.cleanup()
 
 
 # /healthz, the board, 404, 405 ------------------------------------------------------------
@@ -384,6 +583,12 @@ async def test_the_board_assets(
     response = await routes.handle("GET", path)
     assert (response.status, response.content_type) == (200, content_type)
     assert needle in response.body
+
+
+async def test_a_target_that_is_not_a_url_is_a_400(routes: Routes) -> None:
+    response = await routes.handle("GET", "http://[::1/metrics")
+    assert response.status == 400
+    assert body(response)["error"].startswith("bad request target: ")
 
 
 @pytest.mark.parametrize("path", ["/nope", "/api", "/api/kpis/", "/metrics/x", "/board/app.js"])

@@ -16,6 +16,7 @@ ALLOWED_LITERALS = {
     "HSET",
     "HMGET",
     "HSETNX",
+    "HEXISTS",
     "HINCRBY",
     "HDEL",
     "DEL",
@@ -29,6 +30,7 @@ ALLOWED_LITERALS = {
     "(",
     "-1",
     "%d",
+    "0",  # a session that holds no event yet
     "1",  # the "seen" mark of an event id
     "",  # no order id
     "[^,]+",
