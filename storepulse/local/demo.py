@@ -44,7 +44,11 @@ def demo_processes(
         ProcessSpec(
             f"{DEMO_PREFIX}exporter",
             _cli(
-                "exporter", "--alertmanager-url", f"http://127.0.0.1:{settings.alertmanager_port}"
+                "exporter",
+                "--alertmanager-url",
+                f"http://127.0.0.1:{settings.alertmanager_port}",
+                "--prometheus-url",
+                f"http://127.0.0.1:{settings.prometheus_port}",
             ),
             http_ready(url),
             url,

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 
+from streams.contract.alerting import RULE_PLACEHOLDERS
 from streams.settings import Settings
 
 __all__ = [
@@ -103,7 +104,9 @@ def render_rules(settings: Settings) -> str:
     if not begin or not end:
         raise ValueError(f"the rules lack the step block markers ({BEGIN.strip()} ... END)")
     # Outside the step block only: a step name is the user's text, never a placeholder.
-    head, tail = (part.replace(MIN_SAMPLE, str(settings.min_sample)) for part in (head, tail))
+    values = {MIN_SAMPLE: str(settings.min_sample), **RULE_PLACEHOLDERS}
+    for placeholder, value in values.items():
+        head, tail = head.replace(placeholder, value), tail.replace(placeholder, value)
     unknown = sorted(set(_PLACEHOLDER.findall(head + tail)))
     if unknown:
         raise ValueError(f"the rules template has unknown placeholders: {', '.join(unknown)}")
