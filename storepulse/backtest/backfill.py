@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from storepulse.backtest.openmetrics import BlockFiles, exporter_families
+from storepulse.backtest.openmetrics import BlockFiles, CounterEnds, exporter_families
 from storepulse.backtest.prometheus import Prometheus, Series, create_blocks
 from storepulse.backtest.rulefile import RecordRule, levels
 from storepulse.backtest.simulate import Simulation
@@ -26,10 +26,11 @@ def backfill_exporter(
     target: Mapping[str, str],
     window_gauges: bool = False,
     min_sample: int = 20,
+    ends: CounterEnds | None = None,
 ) -> int:
     """The series the exporter would have served at every step, as blocks in data_dir."""
     files = BlockFiles(work_dir / "exporter-om")
-    samples = exporter_families(files, sim, target, window_gauges, min_sample)
+    samples = exporter_families(files, sim, target, window_gauges, min_sample, ends)
     create_blocks(files.close(), data_dir)
     return samples
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from storepulse.backtest.simulate import Simulation
 from streams.contract.kpis import funnel_ratios
 
-__all__ = ["BLOCK_S", "EOF", "WINDOWS", "BlockFiles", "exporter_families", "labels_text", "number"]
+__all__ = [
+    "BLOCK_S",
+    "EOF",
+    "WINDOWS",
+    "BlockFiles",
+    "CounterEnds",
+    "exporter_families",
+    "labels_text",
+    "number",
+]
 
 EOF = "# EOF\n"
 WINDOWS = {"5m": 300, "15m": 900, "1h": 3_600}  # the exporter's window gauges
@@ -91,13 +101,28 @@ class BlockFiles:
         return paths
 
 
-def _cumulative(increments: Sequence[int], times: Sequence[int]) -> list[Point]:
-    total = 0
-    out: list[Point] = [(times[0], 0)]
+def _cumulative(
+    increments: Sequence[int], times: Sequence[int], end: int | None = None
+) -> list[Point]:
+    """A counter's samples from its increments per step; with `end`, shifted so that its last
+    sample is `end` (the live counter it must run into without a reset)."""
+    total = 0 if end is None else end - sum(increments)
+    out: list[Point] = [(times[0], total)]
     for t, inc in zip(times[1:], increments, strict=True):
         total += inc
         out.append((t, total))
     return out
+
+
+@dataclass(frozen=True)
+class CounterEnds:
+    """The live counters' values the backfilled ones must end at (Redis' totals when the demo
+    starts): without them a counter ends at its simulated sum, and a live counter that starts
+    elsewhere is a reset, or a jump, in every window over the boundary."""
+
+    funnel: Mapping[tuple[str, str, str], int]  # (stage, channel, device)
+    orders: Mapping[tuple[str, str], int]
+    revenue_units: Mapping[str, int]  # currency -> ten-thousandths
 
 
 def exporter_families(
@@ -106,16 +131,24 @@ def exporter_families(
     base: Mapping[str, str],
     window_gauges: bool = False,
     min_sample: int = 20,
+    ends: CounterEnds | None = None,
 ) -> int:
     """The counters the exporter would have served at every step of the simulation (and, for
     the board's history, its window gauges); `base` are the target's labels (job, instance).
     Returns the number of samples written."""
     times = [sim.start_s + j * sim.step_s for j in range(sim.steps + 1)]
+
+    def end(kind: str, key: Any) -> int | None:
+        return None if ends is None else getattr(ends, kind).get(key, 0)
+
     written = out.family(
         "storepulse_funnel_sessions",
         "counter",
         (
-            ({**base, "stage": stage, "channel": ch, "device": dev}, _cumulative(row, times))
+            (
+                {**base, "stage": stage, "channel": ch, "device": dev},
+                _cumulative(row, times, end("funnel", (stage, ch, dev))),
+            )
             for stage, rows in zip(sim.stages, sim.reached, strict=True)
             for (ch, dev), row in zip(sim.segments, rows, strict=True)
         ),
@@ -124,11 +157,18 @@ def exporter_families(
         "storepulse_orders",
         "counter",
         (
-            ({**base, "channel": ch, "device": dev}, _cumulative(row, times))
+            (
+                {**base, "channel": ch, "device": dev},
+                _cumulative(row, times, end("orders", (ch, dev))),
+            )
             for (ch, dev), row in zip(sim.segments, sim.reached[-1], strict=True)
         ),
     )
-    revenue: list[Point] = [(t, int(v) / 100) for t, v in _cumulative(sim.revenue_cents, times)]
+    # Cents simulated, ten-thousandths stored: the live counter's units end the series.
+    units = None if ends is None else ends.revenue_units.get(sim.currency, 0) // 100
+    revenue: list[Point] = [
+        (t, int(v) / 100) for t, v in _cumulative(sim.revenue_cents, times, units)
+    ]
     written += out.family(
         "storepulse_revenue", "counter", [({**base, "currency": sim.currency}, revenue)]
     )
@@ -170,15 +210,31 @@ def _gauges(
                 cum.append(acc)
             per_level.append(cum)
         prefix.append(per_level)
+    revenue = [0]
+    for cents in sim.revenue_cents:
+        revenue.append(revenue[-1] + cents)
     families: dict[str, list[tuple[dict[str, str], list[Point]]]] = {
+        "storepulse_window_orders": [],
+        "storepulse_window_revenue": [],
         "storepulse_window_sessions": [],
         "storepulse_conversion_ratio": [],
         "storepulse_cart_abandonment_ratio": [],
         "storepulse_checkout_dropoff_ratio": [],
     }
     ends = [(t, (t // bucket * bucket - sim.start_s) // sim.step_s) for t in times]
+    purchase = len(sim.stages) - 1
     for window, seconds in WINDOWS.items():
         width = seconds // sim.step_s
+        orders: list[Point] = []
+        money: list[Point] = []
+        for t, e in ends:
+            lo, hi = max(0, e - width), max(0, e)
+            orders.append((t, prefix[purchase][0][hi] - prefix[purchase][0][lo]))
+            money.append((t, (revenue[hi] - revenue[lo]) / 100))
+        families["storepulse_window_orders"].append(({**base, "window": window}, orders))
+        families["storepulse_window_revenue"].append(
+            ({**base, "window": window, "currency": sim.currency}, money)
+        )
         for li, (ch, dev, _) in enumerate(levels):
             seg = {"window": window, "channel": ch, "device": dev}
             sessions: dict[str, list[Point]] = {stage: [] for stage in sim.stages}

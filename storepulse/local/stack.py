@@ -205,7 +205,7 @@ class LocalStack:
         return [
             broker_spec(kafka_host, kafka_port),
             redis_spec(redis_host, redis_port, state / "redis", s.redis_secret),
-            prometheus_spec(s.prometheus_port, prom_cfg, state / "prometheus" / "data"),
+            prometheus_spec(s.prometheus_port, prom_cfg, self.prometheus_data_dir),
             alertmanager_spec(s.alertmanager_port, am_cfg, state / "alertmanager" / "data"),
         ]
 
@@ -225,6 +225,19 @@ class LocalStack:
         return render_alertmanager_config(
             f"{self.settings.exporter_url}/api/alerts", credentials_file=str(token_file.resolve())
         )
+
+    @property
+    def prometheus_data_dir(self) -> Path:
+        return self.state_dir / "prometheus" / "data"
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Stop and start one service (Prometheus, to load blocks added to its data dir)."""
+        for p in self.processes():
+            if p.spec.name == name:
+                p.stop()
+                p.start(timeout)
+                return
+        raise ValueError(f"no stack service {name!r}")
 
     def processes(self) -> list[ManagedProcess]:
         return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]

@@ -180,7 +180,8 @@ async def prometheus_history(
 ) -> dict[str, Any]:
     """/api/history's lines from Prometheus, ending now (PrometheusError when it cannot)."""
     step = history_step(range_s, _MIN_STEP_S)
-    end = clock() // step * step
+    # The newest point is now (the newest scrape within the lookback): the headline's numbers.
+    end = float(int(clock()))
     start = end - range_s + step
     charts = await _prometheus_charts(_Queries(prometheus, start, end, step), settings.stages[1:-1])
     return {
