@@ -14,6 +14,7 @@ __all__ = [
     "NOISE_KINDS",
     "STRONG",
     "Plan",
+    "PlanError",
     "default_incidents",
     "make_plan",
 ]
@@ -40,6 +41,10 @@ STRONG = 0.5  # incidents at least this strong must be detected (issue 14's targ
 _GAP_S = 45 * 60
 _LEAD_S = 3_600
 _TRIES = 10_000
+
+
+class PlanError(ValueError):
+    """Days, incidents and noise that do not fit together: a bad argument (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def _place(
         if all(end + _GAP_S <= a or start >= b + _GAP_S for a, b in taken):
             taken.append((start, end))
             return start
-    raise ValueError(
+    raise PlanError(
         f"{len(taken)} scenarios leave no room for another in {total / 86_400:g} days: "
         "ask for fewer incidents or more days"
     )
@@ -82,7 +87,7 @@ def make_plan(
     """Seeded incidents (kind, start, duration, strength, step) and noise; ValueError when they
     do not fit. Start times are whole seconds."""
     if days <= 0 or incidents < 0:
-        raise ValueError("days must be positive and incidents at least 0")
+        raise PlanError("days must be positive and incidents at least 0")
     rng = random.Random(seed)
     total = days * 86_400.0
     taken: list[tuple[float, float]] = []

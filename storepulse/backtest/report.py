@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MAX_MEDIAN_TTD_S", "misses", "table"]
+__all__ = ["MAX_MEDIAN_TTD_S", "failures", "misses", "table"]
 
 MAX_MEDIAN_TTD_S = 300.0  # issue 14: median time to detect at most 5 minutes
 
@@ -27,9 +27,8 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def misses(result: Mapping[str, Any]) -> list[str]:
-    """The targets a result falls short of: every strong incident detected, no false page,
-    median time to detect at most 5 minutes. Empty when it meets them all."""
+def failures(result: Mapping[str, Any]) -> list[str]:
+    """What `--check` (CI) fails on: a missed strong incident, a false page. Empty if none."""
     out = []
     if result["strong_detected"] < result["strong_incidents"]:
         out.append(
@@ -37,6 +36,13 @@ def misses(result: Mapping[str, Any]) -> list[str]:
         )
     if result["false_pages"]:
         out.append(f"{result['false_pages']} false page(s)")
+    return out
+
+
+def misses(result: Mapping[str, Any]) -> list[str]:
+    """The targets a result falls short of: every strong incident detected, no false page,
+    median time to detect at most 5 minutes. Empty when it meets them all."""
+    out = failures(result)
     median = result["median_time_to_detect_s"]
     if median is not None and median > MAX_MEDIAN_TTD_S:
         out.append(

@@ -26,6 +26,7 @@ __all__ = [
     "RANGES",
     "PrometheusClient",
     "PrometheusError",
+    "firing_periods",
     "history",
     "prometheus_history",
 ]
@@ -87,7 +88,7 @@ class PrometheusClient:
             self._session = None
 
 
-def _periods(points: Sequence[Sequence[float]], step: int) -> list[list[float]]:
+def firing_periods(points: Sequence[Sequence[float]], step: int) -> list[list[float]]:
     """[start, end] of each run of points at most a step apart: when an alert was firing."""
     out: list[list[float]] = []
     for t, _ in points:
@@ -122,7 +123,7 @@ class _Queries:
             "alert": alert,
             "points": points,
             "threshold": threshold,
-            "firing": _periods(firing, self.step),
+            "firing": firing_periods(firing, self.step),
         }
 
 
@@ -160,7 +161,7 @@ async def _prometheus_charts(q: _Queries, steps: Sequence[str]) -> dict[str, Any
                 "alert": "CheckoutStepFailing",
                 "points": dropoff.get(step, []),
                 "threshold": thresholds.get(step, []),
-                "firing": _periods(firing.get(step, []), q.step),
+                "firing": firing_periods(firing.get(step, []), q.step),
             }
             for step in steps
         },

@@ -76,7 +76,7 @@ class Grid:
     def sum(self, key: Any, from_s: int, to_s: int) -> int:
         """Counts of key in the buckets b with from_s <= b < to_s (inside the grid)."""
         row = self._rows.get(key)
-        if row is None:
+        if row is None or to_s <= from_s:
             return 0
         cum = self._cum.get(key)
         if cum is None:

@@ -61,7 +61,11 @@ def test_a_day_pages_every_strong_incident_within_minutes_and_nothing_else(
     assert result["false_page_list"] == []
     assert result["strong_incidents"] == 4
     assert result["strong_detected"] == 4
-    assert result["median_time_to_detect_s"] <= 300
+    # Every strong one within minutes: conversion drops need the orders of the visits that
+    # arrived after their start (about 7 minutes), the others page in 3 to 5.
+    for item in result["incident_list"]:
+        limit = 540 if item["kind"] == "conversion-drop" else 300
+        assert item["time_to_detect_s"] <= limit, item
     kinds = {item["kind"] for item in result["incident_list"]}
     assert kinds == {"abandonment-spike", "checkout-outage", "conversion-drop"}
     assert {item["kind"] for item in result["noise"]} == {"traffic-surge", "tracking-loss"}
