@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
+    backtest,
     bench,
     customers,
     customers_worker,
@@ -51,6 +52,7 @@ COMMANDS = (
     generate,
     replay,
     bench,
+    backtest,
     rules,
 )
 

@@ -259,6 +259,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "mean unchanged (default 0: flat)",
     )
     model.add_argument(
+        "--cvr-daily-shape",
+        type=share(),
+        default=0.0,
+        metavar="AMPLITUDE",
+        help="conversion following the day: the cart rate x (1 + AMPLITUDE*cos), peaking at "
+        "--peak-hour UTC, mean --cvr unchanged (default 0: the same all day)",
+    )
+    model.add_argument(
+        "--weekend-dip",
+        type=share(0.99),
+        default=0.0,
+        metavar="SHARE",
+        help="arrivals on Saturdays and Sundays (UTC) x (1 - SHARE) (default 0: no dip)",
+    )
+    model.add_argument(
         "--peak-hour",
         type=float,
         default=20.0,
@@ -359,6 +374,8 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         currency=args.currency.upper(),
         daily_amplitude=args.daily_shape,
         daily_peak_hour=args.peak_hour,
+        cvr_daily_amplitude=args.cvr_daily_shape,
+        weekend_dip=args.weekend_dip,
         late_share=args.late_share,
         max_delay_s=args.max_delay,
         duplicate_share=args.duplicate_share,

@@ -29,6 +29,13 @@ from streams.exporter.customer_metrics import (
     CustomerSnapshot,
 )
 from streams.exporter.customers import CustomerRoutes
+from streams.exporter.history import (
+    RANGES,
+    PrometheusClient,
+    PrometheusError,
+    history,
+    prometheus_history,
+)
 from streams.exporter.metrics import ExporterStats, create, stats_families
 from streams.exporter.snapshot import Snapshot, SnapshotReader, SnapshotUnavailable
 from streams.query.kpis import kpi_report
@@ -61,6 +68,7 @@ _ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/chart.js": ("chart.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
     "/customers.js": ("customers.js", "text/javascript; charset=utf-8"),
 }
@@ -149,6 +157,7 @@ class Routes:
         stats: ExporterStats | None = None,
         offload: Offload = _here,
         customers: CustomerStore | None = None,
+        prometheus_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -158,6 +167,8 @@ class Routes:
         self.ping = ping
         self.alertmanager_url = alertmanager_url
         self.alertmanager = AlertmanagerClient(alertmanager_url) if alertmanager_url else None
+        # The board's history: Prometheus' series when given, else the exporter's own buckets.
+        self.prometheus = PrometheusClient(prometheus_url) if prometheus_url else None
         self.stats = ExporterStats() if stats is None else stats
         self.offload = offload
         self._reads = 0  # snapshots read: the number a rendering is keyed by
@@ -173,6 +184,8 @@ class Routes:
         """Close the Alertmanager client (on the loop that used it)."""
         if self.alertmanager is not None:
             await self.alertmanager.aclose()
+        if self.prometheus is not None:
+            await self.prometheus.aclose()
 
     async def handle(
         self,
@@ -218,6 +231,8 @@ class Routes:
             return await self._customers(path, query)
         if path == "/api/alerts":
             return await self._get_alerts()
+        if path == "/api/history":
+            return await self._history(query)
         if path == "/healthz":
             await asyncio.wait_for(self.offload(self._ping()), HEALTH_TIMEOUT_SECONDS)
             return _json(200, {"status": "ok"})
@@ -353,6 +368,41 @@ class Routes:
             (path, raw_query), lambda: self.offload(answer(raw_query))
         )
         return _json(status, body)
+
+    # /api/history ----------------------------------------------------------------------------
+
+    async def _history(self, raw_query: str) -> Response:
+        # Every viewer of the board asks every 10 s: one answer per range and second for all.
+        return await self.cache.get(
+            ("history", raw_query), lambda: self._compute_history(raw_query)
+        )
+
+    async def _compute_history(self, raw_query: str) -> Response:
+        query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
+        unknown = set(query) - {"range"}
+        if unknown:
+            return _json(400, {"error": f"unknown parameters: {', '.join(sorted(unknown))}"})
+        name = query.get("range", "1h")
+        if name not in RANGES:
+            return _json(400, {"error": f"range must be one of {', '.join(RANGES)}"})
+        lines, error = None, None
+        if self.prometheus is not None:
+            # On this loop, like the Alertmanager client; Redis is read on its own below.
+            try:
+                lines = await prometheus_history(
+                    self.prometheus, self.settings, RANGES[name], self.reader.clock
+                )
+            except PrometheusError as exc:
+                error = f"prometheus: {exc}"
+        answer = await self.offload(self._stored_history(RANGES[name], lines))
+        answer["range"] = name
+        if error is not None:
+            answer["error"] = error  # degraded to the buckets' lines
+        return _json(200, answer)
+
+    async def _stored_history(self, range_s: int, lines: dict[str, Any] | None) -> dict[str, Any]:
+        end_s = (await self._now_range(0))[1]
+        return await history(self.store, self.settings, range_s, end_s, lines)
 
     # /api/kpis --------------------------------------------------------------------------------
 

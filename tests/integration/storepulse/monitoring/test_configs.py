@@ -555,16 +555,18 @@ def test_rules_for_another_minimum_sample_change_exactly_its_places(tmp_path: Pa
     fifty = fifty_text.splitlines()
     assert len(fifty) == len(default)
     changed = [(a, b) for a, b in zip(default, fifty, strict=True) if a != b]
-    # Conversion and abandonment (2 windows each), drop-off of cart and the 3 default steps
-    # (2 windows each), and the header line stating the minimum sample.
-    assert len(changed) == 2 + 2 + 2 * 4 + 1
+    # Conversion and abandonment (3 windows each: 3 and 15 minutes, the baseline), drop-off of
+    # cart and the 3 default steps (3 windows each), conversion per usual visit (2 windows),
+    # and the two comment lines stating the minimum sample.
+    assert len(changed) == 3 + 3 + 3 * 4 + 2 + 2
     for a, b in changed:
         assert a.count("20") == 1, a
         assert b == a.replace("20", "50")
     expressions = [b for _, b in changed if not b.lstrip().startswith("#")]
-    assert all(b.endswith((">= 50)", ">= 50), 0, 1)")) for b in expressions), expressions
-    # ConversionDrop's floor of 20 expected orders is its own threshold, not the minimum sample.
-    assert re.findall(r">= 20\b", fifty_text) == [">= 20"]
+    ends = (">= 50)", ">= 50), 0, 1)", ">= 50), 1)")
+    assert all(b.endswith(ends) for b in expressions), expressions
+    # No other comparison with 20 is left: every sample floor is the minimum sample.
+    assert re.findall(r">= 20\b", fifty_text) == []
     rules = tmp_path / "rules.yml"
     rules.write_text(fifty_text)
     check = _run("promtool", "check", "rules", str(rules))
