@@ -172,8 +172,7 @@ def test_demo_backfills_history_and_pages_within_5_minutes(tmp_path: Path) -> No
     text = "".join(out)
     assert code == 0, text + errors
     assert (
-        "running          demo-worker, demo-customers-worker, demo-exporter, demo-generator"
-        in text
+        "running          demo-worker, demo-customers-worker, demo-exporter, demo-generator" in text
     )
     # The live summary (every 10 s) shows the traffic the worker counted, and the customers the
     # customer stage counted from the facts the worker published.
