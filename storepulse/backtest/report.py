@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from storepulse.backtest.score import MIN_EXPOSED
+
 __all__ = ["MAX_MEDIAN_TTD_S", "failures", "misses", "table"]
 
 MAX_MEDIAN_TTD_S = 300.0  # issue 14: median time to detect at most 5 minutes
@@ -112,7 +114,12 @@ def table(result: Mapping[str, Any]) -> str:
             if item["detected"]
             else "not detected"
         )
-        size = "strong" if item["strong"] else "weak"
+        if not item["strong"]:
+            size = "weak"
+        elif item["exposed_sessions"] < MIN_EXPOSED:
+            size = "strong but too small to tell"
+        else:
+            size = "strong"
         lines.append(
             f"  {_offset(item['start_offset_s'])} {item['kind']}{where}, strength "
             f"{item['strength']:g} ({size}), {_duration(item['duration_s'])}, "

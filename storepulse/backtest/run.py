@@ -21,7 +21,7 @@ from storepulse.backtest.backfill import backfill_exporter, backfill_recordings
 from storepulse.backtest.plan import Plan, default_incidents, make_plan
 from storepulse.backtest.prometheus import Prometheus, fresh_dir
 from storepulse.backtest.rulefile import parse_rules
-from storepulse.backtest.score import Episode, attribute, episodes, summarize
+from storepulse.backtest.score import MIN_EXPOSED, Episode, attribute, episodes, summarize
 from storepulse.backtest.simulate import Simulation, simulate
 from storepulse.monitoring.rules import render_rules
 from streams.settings import Settings
@@ -31,9 +31,6 @@ __all__ = ["KPI_GROUP", "BacktestOptions", "BacktestResult", "backtest_config", 
 KPI_GROUP = "storepulse-kpis"
 # 2026-01-05 is a Monday: a week from it has its weekend on days 6 and 7.
 DEFAULT_START_S = 1_767_571_200
-# Sessions reaching the affected stage during an incident, below which it counts as too small
-# to be sure of (issue 14: "with at least 100 sessions reaching the affected step during it").
-MIN_EXPOSED = 100
 # The overall series drawn in the picture, with the threshold each is judged against.
 PICTURED = {
     "cart abandonment (15 min)": (

@@ -12,6 +12,7 @@ from storepulse.backtest.plan import STRONG
 
 __all__ = [
     "GRACE_S",
+    "MIN_EXPOSED",
     "TARGETS",
     "Episode",
     "IncidentResult",
@@ -30,6 +31,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
 # A page that starts within this long after an incident ends is still its page: the 15-minute
 # window holds incident data for 15 minutes, orders trail carts by a few minutes, plus `for:`.
 GRACE_S = 20 * 60
+# Sessions reaching the affected stage during an incident, below which it counts as too small
+# to be sure of (issue 14: "with at least 100 sessions reaching the affected step during it").
+MIN_EXPOSED = 100
 
 
 @dataclass(frozen=True)

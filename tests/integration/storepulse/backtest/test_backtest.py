@@ -30,7 +30,10 @@ def test_a_day_pages_every_strong_incident_within_minutes_and_nothing_else(
     tmp_path: Path,
 ) -> None:
     # Seed 5, 4 incidents: two conversion drops, an abandonment spike and an outage, all strong,
-    # among two traffic surges and a tracking loss (the table in the README's figures).
+    # among two traffic surges and a tracking loss. A first day: the baselines are the recent
+    # 6 h (no day-old history), the harder case: a surge at the night's trough (05:38) paged
+    # ConversionDrop with the 6 h average as the usual visits, and the afternoon's drop (15:40,
+    # traffic rising) took 19 minutes; now nothing and 7.7 minutes.
     picture = tmp_path / "timeline.svg"
     done = subprocess.run(
         [

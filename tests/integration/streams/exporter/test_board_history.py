@@ -10,12 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from streams.contract.times import iso
 from streams.exporter import Exporter
 from tests import harness
-from tests.integration.streams.exporter.test_board import ARTIFACTS, CHROMIUM_ARGS, api
+from tests.integration.streams.exporter.test_board import ARTIFACTS, CHROMIUM_ARGS, SPIKE, api
 from tests.integration.streams.exporter.test_exporter import (
     WEBHOOK_TOKEN,
     fill,
@@ -69,12 +69,15 @@ def assert_latest_points_are_the_apis(page: Page, url: str, steps: list[str]) ->
         assert chart["lines"] >= 1, chart
 
 
-def open_board(page: Page, url: str, errors: list[str], requested: list[str]) -> None:
+def open_board(browser: Browser, url: str, errors: list[str], requested: list[str]) -> Page:
+    """The board at laptop width, once its KPIs and history have loaded."""
+    page = browser.new_page(viewport=LAPTOP)
     page.on("request", lambda r: requested.append(r.url))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + "/")
     page.wait_for_selector("body[data-loaded][data-history]", timeout=15_000)
+    return page
 
 
 def screenshots(page: Page, name: str) -> None:
@@ -96,13 +99,7 @@ def screenshots(page: Page, name: str) -> None:
 def test_history_from_the_buckets_ends_at_the_apis_numbers(make_settings, hour_end) -> None:
     s = make_settings(webhook_token=WEBHOOK_TOKEN)
     asyncio.run(fill(s, grid(hour_end, 4)))
-    spike = {
-        "status": "firing",
-        "labels": {"alertname": "CartAbandonmentSpike", "severity": "critical"},
-        "annotations": {"summary": "Cart abandonment spike (channel=all, device=all)"},
-        "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hour_end - 600)),
-        "fingerprint": "f00d",
-    }
+    spike = SPIKE | {"startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hour_end - 600))}
     errors: list[str] = []
     requested: list[str] = []
     with Exporter(s, port=0) as exporter, sync_playwright() as pw:
@@ -131,8 +128,7 @@ def test_history_from_the_buckets_ends_at_the_apis_numbers(make_settings, hour_e
         assert scores and scores == sorted(scores, reverse=True)  # worst first
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport=LAPTOP)
-            open_board(page, url, errors, requested)
+            page = open_board(browser, url, errors, requested)
             assert page.text_content("#history-source") == "from the exporter's event-time buckets"
             assert_latest_points_are_the_apis(page, url, list(s.stages[1:-1]))
             # The alert firing now is marked from its start; the others have nothing to mark.
@@ -179,8 +175,7 @@ def test_history_from_prometheus_ends_at_the_apis_numbers(
             assert history["step_seconds"] == 15 and "error" not in history
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport=LAPTOP)
-                open_board(page, url, errors, requested)
+                page = open_board(browser, url, errors, requested)
                 assert page.text_content("#history-source") == "from Prometheus"
                 assert_latest_points_are_the_apis(page, url, list(s.stages[1:-1]))
                 screenshots(page, "board-prometheus")

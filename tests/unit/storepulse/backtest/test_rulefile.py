@@ -19,10 +19,16 @@ def test_the_rendered_kpi_group_in_dependency_levels() -> None:
     found = levels(rules.records)
     level = {r.record: i for i, rs in enumerate(found) for r in rs}
     assert level["storepulse:funnel_sessions:increase15m"] == 0
-    assert level["storepulse:funnel_sessions:baseline15m"] == 1
-    assert level["storepulse:cart_abandonment_ratio:baseline"] == 2
-    assert level["storepulse:cart_abandonment_ratio:alert_threshold"] == 3
-    assert level["storepulse:conversion_ratio:upper_bound15m"] == 4
+    assert level["storepulse:funnel_sessions:history_baseline15m"] == 1
+    assert level["storepulse:funnel_sessions:baseline15m"] == 2
+    assert level["storepulse:cart_abandonment_ratio:baseline"] == 3
+    assert level["storepulse:cart_abandonment_ratio:alert_threshold"] == 4
+    # usual visits <- their cap <- yesterday's visits and the last 6 h's windows; conversion's
+    # baseline reads the past of orders per usual visit, its threshold that baseline.
+    assert level["storepulse:funnel_sessions:visit_cap15m"] == 2
+    assert level["storepulse:conversion_ratio:usual_rate15m"] == 4
+    assert level["storepulse:conversion_ratio:baseline"] == 5
+    assert level["storepulse:conversion_ratio:alert_threshold"] == 6
     assert sum(len(rs) for rs in found) == len(rules.records)
     for depth, rs in enumerate(found):
         for rule in rs:
