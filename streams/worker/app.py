@@ -1,4 +1,4 @@
-"""The Faust application: a thin agent that hands batches to the BatchProcessor."""
+"""The Faust application: the batch path hands each fetched batch to the BatchProcessor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -25,9 +25,11 @@ from streams.settings import Settings
 from streams.store.client import connect, ping
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
+from streams.worker.batch import Record
+from streams.worker.batchpath import BatchConsumer, BatchTransport, consume_batches
 from streams.worker.deadletters import DeadLetterProducer
 from streams.worker.health import TRANSIENT
-from streams.worker.processor import BatchProcessor, Record
+from streams.worker.processor import BatchProcessor
 
 __all__ = [
     "FAUST_OPTIONS",
@@ -86,8 +88,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _ResumingConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, which after seeking to the committed offsets resumes from Redis."""
+class _ResumingConsumer(BatchConsumer):
+    """The batch path's consumer, which after seeking to the committed offsets resumes from
+    Redis."""
 
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -114,11 +117,12 @@ class _ResumingConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, offset)
 
 
-class Transport(faust_aiokafka.Transport):
+class Transport(BatchTransport):
     """The worker's transport: its consumer resumes from Redis and fetches with a short wait.
 
     Public so that the benchmark's other agents fetch exactly as the worker does (the resume
-    step acts only for a StorepulseApp).
+    step acts only for a StorepulseApp, the batch path only for topics given a handler by
+    consume_batches: the agents' topics go through Faust's per-message delivery).
     """
 
     Consumer = _ResumingConsumer
@@ -330,29 +334,16 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
     """The worker app for these settings (tests pass their own registry)."""
-    app = StorepulseApp(settings, registry or CollectorRegistry(), **faust_options(settings))
-    source = raw_topic(app, settings)
+    options = faust_options(settings)
+    # One fetch hands over at most a batch (the batch path: one handler call per partition).
+    options["broker_max_poll_records"] = settings.batch_size
+    app = StorepulseApp(settings, registry or CollectorRegistry(), **options)
 
-    @app.agent(source, name="storepulse.funnel")
-    async def funnel(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-            assert app.processor is not None
-            # wait=False: this batch's Redis call overlaps the next batch's validation.
-            await app.processor.process(
-                [
-                    Record(
-                        partition=e.message.partition,
-                        offset=e.message.offset,
-                        key=e.message.key,
-                        value=e.message.value,
-                        timestamp_ms=int(e.message.timestamp * 1000)
-                        if e.message.timestamp
-                        else None,
-                    )
-                    for e in events
-                ],
-                wait=False,
-            )
+    async def funnel(tp: TP, records: Sequence[Record]) -> None:
+        assert app.processor is not None
+        await app.processor.process(records)  # returns once applied (or dead-lettered)
+
+    consume_batches(app, raw_topic(app, settings), funnel)
 
     @app.timer(0.25)  # type: ignore[untyped-decorator]
     async def highwaters() -> None:
