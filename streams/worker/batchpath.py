@@ -4,8 +4,8 @@ Faust delivers a message at a time: a ConsumerMessage, a task pair per message i
 (`wait_first`), the conductor, the stream's queue, an event and an ack with a lock, ~160 µs of
 the ~185 µs per event its trivial agent costs on the reference machine (docs/benchmarks.md).
 Here the fetcher's loop (`Consumer._drain_messages`, the one seam between Faust's fetch and
-its per-message delivery) hands the records of each partition that one fetch returned to a
-handler, `await handler(tp, records)`, and acknowledges them together once it returns.
+its per-message delivery) hands the records one fetch returned to a handler, by partition,
+`await handler({tp: records, ...})`, and acknowledges them together once it returns.
 
 What stays Faust's: the consumer group (join, heartbeats, assignment, rebalances and their
 revoke/assign callbacks), the fetch itself (`_wait_next_records`: flow control, paused and
@@ -42,8 +42,10 @@ log = logging.getLogger("storepulse.worker")
 # A batch whose handler raised is fetched again after this long (not in a hot loop).
 RETRY_SECONDS = 1.0
 
-# Applies one partition's records (in offset order) and returns once they are applied.
-BatchHandler = Callable[[TP, Sequence[Record]], Awaitable[None]]
+# Applies the records one fetch brought, by partition (each in offset order), and returns once
+# they are applied: one call per fetch, so that the processor applies every partition of it in
+# one pipelined Redis round trip.
+BatchHandler = Callable[[Mapping[TP, Sequence[Record]]], Awaitable[None]]
 
 
 @runtime_checkable
@@ -120,6 +122,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self, records: Mapping[TP, list[Any]], active: set[TP] | None, routes: Any
     ) -> None:
         generation = self.app.consumer_generation_id
+        batches: dict[BatchHandler, dict[TP, list[Record]]] = {}
         for tp, fetched in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation:
                 break  # a rebalance began: the new assignment seeks where to resume
@@ -128,61 +131,68 @@ class BatchConsumer(faust_aiokafka.Consumer):
             handler = routes.get(tp.topic)
             if handler is None:
                 await self._deliver_each(tp, fetched)
-            else:
-                await self._deliver_batch(tp, fetched, handler, generation)
+            elif batch := await self._batch(tp, fetched):
+                batches.setdefault(handler, {})[tp] = batch
+        for handler, by_partition in batches.items():
+            await self._deliver_batches(handler, by_partition, generation)
 
-    async def _deliver_batch(
-        self, tp: TP, fetched: list[Any], handler: BatchHandler, generation: int
-    ) -> None:
+    async def _batch(self, tp: TP, fetched: list[Any]) -> list[Record]:
+        """One partition's fetched records as Records, those below the read offset dropped."""
         read = self._read_offset[tp]
         if read is not None and fetched[0].offset < read:
             # Below the read offset: the rest of a fetch from before a seek; Faust drops them.
             fetched = [r for r in fetched if r.offset >= read]
             if not fetched:
-                return
+                return []
         p = tp.partition
         # Kafka's "no timestamp" is -1 (and None in aiokafka for old message formats).
         batch = [
             Record(p, r.offset, r.key, r.value, r.timestamp if (r.timestamp or 0) > 0 else None)
             for r in fetched
         ]
-        acks = self.app.topics.acks_enabled_for(tp.topic)
-        if acks:
+        if self.app.topics.acks_enabled_for(tp.topic):
             await self._add_gaps(tp, read, batch)
+        return batch
+
+    async def _deliver_batches(
+        self, handler: BatchHandler, batches: dict[TP, list[Record]], generation: int
+    ) -> None:
         sensors = [s for s in self.app.sensors if isinstance(s, BatchSensor)]
-        self._track(tp, batch)
-        for sensor in sensors:
-            sensor.on_batch_in(tp, batch)
-        seeks = self._seeks.get(tp, 0)
+        for tp, batch in batches.items():
+            self._track(tp, batch)
+            for sensor in sensors:
+                sensor.on_batch_in(tp, batch)
+        seeks = {tp: self._seeks.get(tp, 0) for tp in batches}
         self._idle.clear()
         try:
-            await handler(tp, batch)
+            await handler(batches)
         except Exception:
-            # Not acknowledged, and read again: aiokafka's position is already past the batch,
-            # so going on would leave a hole in what the handler applied.
+            # Not acknowledged, and read again: aiokafka's position is already past the
+            # batches, so going on would leave a hole in what the handler applied.
             log.exception(
-                "%s: the batch of offsets %d-%d failed; reading it again in %.0f s",
-                tp,
-                batch[0].offset,
-                batch[-1].offset,
+                "the batches of %s failed; reading them again in %.0f s",
+                ", ".join(f"{tp.topic}/{tp.partition}@{b[0].offset}" for tp, b in batches.items()),
                 RETRY_SECONDS,
             )
             await self.sleep(RETRY_SECONDS)
-            try:
-                await self.seek(tp, batch[0].offset)
-            except Exception as exc:  # revoked meanwhile: its new owner resumes it
-                log.warning("%s: no seek back (%r)", tp, exc)
+            for tp, batch in batches.items():
+                try:
+                    await self.seek(tp, batch[0].offset)
+                except Exception as exc:  # revoked meanwhile: its new owner resumes it
+                    log.warning("%s: no seek back (%r)", tp, exc)
             return
         finally:
             self._idle.set()
-        for sensor in sensors:
-            sensor.on_batch_out(tp, batch)
+        for tp, batch in batches.items():
+            for sensor in sensors:
+                sensor.on_batch_out(tp, batch)
         if self.app.consumer_generation_id != generation:
             return  # revoked meanwhile: its offsets are no longer ours to commit
-        if self._seeks.get(tp, 0) == seeks:
-            self._read_offset[tp] = batch[-1].offset
-        if acks:
-            await self._ack_batch(tp, batch)
+        for tp, batch in batches.items():
+            if self._seeks.get(tp, 0) == seeks[tp]:
+                self._read_offset[tp] = batch[-1].offset
+            if self.app.topics.acks_enabled_for(tp.topic):
+                await self._ack_batch(tp, batch)
 
     async def _add_gaps(self, tp: TP, read: int | None, batch: list[Record]) -> None:
         """Offsets missing before or inside the batch (compaction, transaction markers).
@@ -257,13 +267,14 @@ class BatchTransport(faust_aiokafka.Transport):
 
 
 def consume_batches(app: faust.App, topic: Any, handler: BatchHandler) -> None:
-    """Subscribe app to topic, its fetched records going to handler a partition's batch at a time.
+    """Subscribe app to topic, its fetched records going to handler one fetch at a time.
 
-    The app's transport must be a BatchTransport (its `_new_transport` returns one). Records
-    reach handler in offset order, one partition per call, at most `broker_max_poll_records`
-    per fetch; they are acknowledged (committable) once it returns, so it returns when they are
-    applied. When it raises, nothing of the batch is acknowledged and the partition is sought
-    back to the batch's first offset: the batch comes again (at least once), never a hole.
+    The app's transport must be a BatchTransport (its `_new_transport` returns one). handler
+    gets {partition: records} with each partition's records in offset order, at most
+    `broker_max_poll_records` in all per fetch; they are acknowledged (committable) once it
+    returns, so it returns when they are applied. When it raises, nothing of the call is
+    acknowledged and each partition is sought back to its batch's first offset: the batches
+    come again (at least once), never a hole.
     """
     transport = app.transport
     if not isinstance(transport, BatchTransport):

@@ -70,7 +70,7 @@ def test_a_batch_that_fails_is_read_again_and_faust_commits_what_was_applied(
     try:
         wait_progress(settings, len(trace) // 5)
         client.config_set("maxmemory", "1")  # every write is refused: OOM (a ResponseError)
-        wait_log(worker, "failed; reading it again")
+        wait_log(worker, "failed; reading them again")
         stuck = harness.accounted(settings)["accounted"]
         time.sleep(3)
         assert harness.accounted(settings)["accounted"] == stuck  # nothing was written
