@@ -177,8 +177,9 @@ class Bench:
                 self.children.remove(proc)
 
     def _variant_timeout(self, n: int) -> float:
-        # Start-up and group join take ~10 s; allow 1,000 events/s, a tenth of the ceiling.
-        return 60.0 + n / 1_000
+        # Start-up and group join take ~10 s; allow 200 events/s: on the 2-core box shared with
+        # other test suites (load 6-8) the naive agent made 700-980 events/s, under 1,000.
+        return 60.0 + n / 200
 
     # Preload -------------------------------------------------------------------------------
 
