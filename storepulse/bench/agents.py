@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from streams.redact import install_log_redaction
 from streams.settings import Settings, load_settings
 from streams.store.client import connect
 from streams.worker.app import Transport, create_app, faust_options, raw_topic
+from streams.worker.batch import Record
 from streams.worker.customer_app import create_customer_app
 
 __all__ = [
@@ -158,6 +160,27 @@ class TimingSensor(faust.Sensor):
             self.latencies.append(now - message.timestamp)
             self.acked_at.append(now)
         if self.count == self.expect:
+            self.cpu_last = time.process_time()
+            self._cpu_seen = self.count
+
+    # The batch path (streams/worker/batchpath.py): one call per partition's batch, taken
+    # when it is handed to the handler and when the handler returned (applied in Redis).
+    def on_batch_in(self, tp: TP, records: Sequence[Record]) -> None:
+        if self.first_in is None:
+            self.first_in = time.time()
+            self.cpu_first = time.process_time()
+
+    def on_batch_out(self, tp: TP, records: Sequence[Record]) -> None:
+        now = time.time()
+        self.count += len(records)
+        self.last_out = now
+        self.partitions.add(tp.partition)
+        if self.latency:
+            for r in records:
+                if r.timestamp_ms is not None:
+                    self.latencies.append(now - r.timestamp_ms / 1000)
+                    self.acked_at.append(now)
+        if 0 < self.expect <= self.count and self._cpu_seen < self.expect:
             self.cpu_last = time.process_time()
             self._cpu_seen = self.count
 

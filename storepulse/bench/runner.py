@@ -178,10 +178,9 @@ class Bench:
                 self.children.remove(proc)
 
     def _variant_timeout(self, n: int) -> float:
-        # Start-up and group join take ~10 s; allow 250 events/s, a twentieth of the worker's
-        # rate: on a machine other work keeps busy (load 7 on 2 cores) the naive agent ran at
-        # ~500 events/s, and a timeout there lost the whole run.
-        return 60.0 + n / 250
+        # Start-up and group join take ~10 s; allow 200 events/s: on the 2-core box shared with
+        # other test suites (load 6-8) the naive agent made 700-980 events/s, under 1,000.
+        return 60.0 + n / 200
 
     # Preload -------------------------------------------------------------------------------
 

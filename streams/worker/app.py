@@ -1,4 +1,4 @@
-"""The Faust application: a thin agent that hands batches to the BatchProcessor."""
+"""The Faust application: the batch path hands each fetched batch to the BatchProcessor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -23,10 +23,12 @@ from streams.settings import Settings
 from streams.store.client import connect, ping
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
+from streams.worker.batch import Record
+from streams.worker.batchpath import BatchConsumer, BatchTransport, consume_batches
 from streams.worker.deadletters import DeadLetterProducer
 from streams.worker.facts import FactProducer, FactSink
 from streams.worker.health import TRANSIENT
-from streams.worker.processor import BatchProcessor, Record
+from streams.worker.processor import BatchProcessor
 
 __all__ = [
     "EXIT_STALLED",
@@ -36,6 +38,7 @@ __all__ = [
     "create_app",
     "faust_options",
     "raw_topic",
+    "stage_options",
     "wire",
 ]
 
@@ -86,8 +89,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _ResumingConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, which after seeking to the committed offsets resumes from Redis."""
+class _ResumingConsumer(BatchConsumer):
+    """The batch path's consumer, which after seeking to the committed offsets resumes from
+    Redis."""
 
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -115,11 +119,12 @@ class _ResumingConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, offset)
 
 
-class Transport(faust_aiokafka.Transport):
+class Transport(BatchTransport):
     """The worker's transport: its consumer resumes from Redis and fetches with a short wait.
 
     Public so that the benchmark's other agents fetch exactly as the worker does (the resume
-    step acts only for a StorepulseApp).
+    step acts only for a StorepulseApp, the batch path only for topics given a handler by
+    consume_batches: the agents' topics go through Faust's per-message delivery).
     """
 
     Consumer = _ResumingConsumer
@@ -357,36 +362,31 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def stage_options(settings: Settings) -> dict[str, Any]:
+    """faust_options of a stage on the batch path (the session worker, the customer stage).
+
+    One fetch hands over at most a batch: one handler call per fetch. The bench's Faust agents
+    keep faust_options as they are (the trivial agent is the reference as Faust configures it).
+    """
+    return {**faust_options(settings), "broker_max_poll_records": settings.batch_size}
+
+
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
     """The worker app for these settings (tests pass their own registry)."""
-    app = StorepulseApp(settings, registry or CollectorRegistry(), **faust_options(settings))
-    return wire(app, raw_topic(app, settings), "storepulse.funnel")
+    app = StorepulseApp(settings, registry or CollectorRegistry(), **stage_options(settings))
+    return wire(app, raw_topic(app, settings))
 
 
-def wire(app: StorepulseApp, source: Any, agent_name: str) -> StorepulseApp:
-    """The agent handing batches of source to the app's processor, and the worker's timers."""
+def wire(app: StorepulseApp, source: Any) -> StorepulseApp:
+    """The batch path handing the fetches of source to the app's processor, and the timers."""
     settings = app.sp
 
-    @app.agent(source, name=agent_name)
-    async def batches(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-            assert app.processor is not None
-            # wait=False: this batch's Redis call overlaps the next batch's validation.
-            await app.processor.process(
-                [
-                    Record(
-                        partition=e.message.partition,
-                        offset=e.message.offset,
-                        key=e.message.key,
-                        value=e.message.value,
-                        timestamp_ms=int(e.message.timestamp * 1000)
-                        if e.message.timestamp
-                        else None,
-                    )
-                    for e in events
-                ],
-                wait=False,
-            )
+    async def apply(batches: Mapping[TP, Sequence[Record]]) -> None:
+        assert app.processor is not None
+        # Every partition of the fetch in one call: one pipelined round trip to Redis.
+        await app.processor.process([r for records in batches.values() for r in records])
+
+    consume_batches(app, source, apply)
 
     @app.timer(0.25)  # type: ignore[untyped-decorator]
     async def highwaters() -> None:

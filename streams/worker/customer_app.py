@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.settings import Settings
 from streams.store.customers import CustomerStore
-from streams.worker.app import StorepulseApp, faust_options, raw_topic, wire
+from streams.worker.app import StorepulseApp, raw_topic, stage_options, wire
 from streams.worker.customer_batch import FactBatchBuilder
 from streams.worker.processor import BatchProcessor, ConsumerControl
 
@@ -52,10 +52,10 @@ def create_customer_app(
     settings: Settings, registry: CollectorRegistry | None = None
 ) -> CustomerApp:
     """The customer stage's app for these settings (tests pass their own registry)."""
-    options = faust_options(settings)
+    options = stage_options(settings)
     options["datadir"] = str(settings.state_dir / "faust" / customer_group(settings))
     options["topic_partitions"] = settings.customer_partition_count
     app = CustomerApp(settings, registry or CollectorRegistry(), **options)
     source = raw_topic(app, settings, settings.customer_topic, settings.customer_partition_count)
-    wire(app, source, "storepulse.customers")
+    wire(app, source)
     return app
