@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import json
 import math
 import random
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
 from producers.config import TrafficConfig
+from producers.entries import (
+    DUP,
+    INVALID,
+    LATE,
+    LOST,
+    VALID,
+    Entry,
+    SessionMark,
+    invalid_line,
+    money,
+)
 from producers.scenarios import Timeline
 from streams.contract.encode import event_line
 from streams.contract.funnel import funnel_stages
@@ -18,13 +28,8 @@ from streams.contract.times import format_ts
 
 __all__ = [
     "BROWSE_EXTRA_PAGES",
-    "DUP",
     "EXTRA_ITEMS",
     "GEOMETRIC_CAP",
-    "INVALID",
-    "INVALID_KINDS",
-    "LATE",
-    "LOST",
     "MAX_GAP_S",
     "ORDER_GAP",
     "PAGE_GAP",
@@ -32,27 +37,8 @@ __all__ = [
     "STEP_GAP",
     "SURGE_CART_FACTOR",
     "SURGE_EXTRA_PAGES",
-    "VALID",
-    "Entry",
-    "SessionMark",
     "TrafficModel",
-    "invalid_line",
-    "money",
 ]
-
-# Entry kinds. VALID and LATE are first copies of valid events (LATE: delivered after its ts by up
-# to max_delay), DUP a re-sent copy (same bytes, same event_id), INVALID an extra bad line and LOST
-# an event the tracker never sent (no line; it is kept only to be counted when its time comes).
-VALID, LATE, DUP, INVALID, LOST = 0, 1, 2, 3, 4
-
-INVALID_KINDS = (
-    "truncated",
-    "not_object",
-    "missing_field",
-    "naive_ts",
-    "negative_money",
-    "unknown_type",
-)
 
 # Think times in seconds, log-normal (log of the median, sigma), capped at MAX_GAP_S: about half
 # a minute per page, a little less per checkout step, a few seconds from review to the order.
@@ -69,44 +55,6 @@ SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
 SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
 GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
-
-
-class SessionMark:
-    """Per-session ground-truth state, filled in as the session's lines are emitted."""
-
-    __slots__ = (
-        "customer",
-        "login_ts",
-        "min_ts",
-        "order_counted",
-        "order_id",
-        "pending",
-        "revenue_cents",
-    )
-
-    def __init__(self) -> None:
-        self.min_ts: list[int] | None = None
-        self.pending = 0
-        self.revenue_cents = 0
-        self.order_counted = False
-        self.customer: str | None = None  # account_id, else user_id (the worker's rule)
-        self.login_ts = 0  # events before this ts carry no identity (a login at the cart)
-        self.order_id = ""
-
-    def customer_at(self, ts: int) -> str | None:
-        """The customer of the session's event at ts: none before the login."""
-        return self.customer if ts >= self.login_ts else None
-
-
-# (emit_ms, seq, kind, line, key, session, stage, ts_ms); heap order is (emit_ms, seq). For
-# INVALID entries the stage slot holds the index in INVALID_KINDS.
-Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
-
-
-def money(cents: int) -> str:
-    """Exact decimal string with 2 decimals from integer cents."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
@@ -463,29 +411,3 @@ class TrafficModel:
                 bad, key, which = invalid_line(rng, line)
                 push(heap, (emit, seq, INVALID, bad, key, None, which, ts))
         self._seq = seq
-
-
-def invalid_line(rng: random.Random, line: str) -> tuple[str, str | None, int]:
-    """A line the worker must reject, derived from a valid one: (line, key, kind index)."""
-    obj = json.loads(line)
-    obj["event_id"] = f"{obj['event_id']}~bad"  # never collides with a valid event's id
-    which = rng.randrange(len(INVALID_KINDS))
-    kind = INVALID_KINDS[which]
-    if kind == "negative_money" and obj["type"] not in {"add_to_cart", "purchase"}:
-        kind, which = "unknown_type", INVALID_KINDS.index("unknown_type")
-    if kind == "truncated":
-        text = json.dumps(obj, separators=(",", ":"))
-        return text[: rng.randint(1, len(text) - 2)], obj["session_id"], which
-    if kind == "not_object":
-        return json.dumps([obj["type"], obj["ts"], obj["session_id"]]), obj["session_id"], which
-    if kind == "missing_field":
-        del obj[rng.choice(("event_id", "session_id", "ts", "type"))]
-    elif kind == "naive_ts":
-        obj["ts"] = obj["ts"].rstrip("Z")
-    elif kind == "negative_money":
-        amount = "revenue" if obj["type"] == "purchase" else "unit_price"
-        obj[amount] = f"-{obj[amount]}"
-    else:
-        obj["type"] = "refund"
-    key = obj.get("session_id")
-    return json.dumps(obj, separators=(",", ":")), key, which

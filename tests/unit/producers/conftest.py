@@ -18,7 +18,8 @@ from producers.config import (
     TrafficConfig,
     weights_for,
 )
-from producers.model import LOST, TrafficModel
+from producers.entries import LOST
+from producers.model import TrafficModel
 from producers.scenarios import Scenario, Timeline
 from producers.truth import GroundTruth
 from streams.contract.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected

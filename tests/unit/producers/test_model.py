@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from producers.model import INVALID_KINDS, TrafficModel, invalid_line
+from producers.entries import INVALID_KINDS, invalid_line
+from producers.model import TrafficModel
 from producers.scenarios import Timeline
 from streams.contract.events import EventParser, Rejected
 from streams.contract.times import format_ts

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from producers.model import LOST, TrafficModel
+from producers.entries import LOST
+from producers.model import TrafficModel
 from producers.scenarios import Scenario, Timeline
 from producers.truth import GroundTruth
 from storepulse.backtest.simulate import Simulation, simulate
