@@ -14,7 +14,7 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from streams.kafka import ensure_topics, faust_broker_options
@@ -28,6 +28,7 @@ from streams.worker.batchpath import BatchConsumer, BatchTransport, consume_batc
 from streams.worker.deadletters import DeadLetterProducer
 from streams.worker.facts import FactProducer, FactSink
 from streams.worker.health import TRANSIENT
+from streams.worker.metrics import Endpoint
 from streams.worker.processor import BatchProcessor
 
 __all__ = [
@@ -166,20 +167,19 @@ class StorepulseApp(faust.App):
     def __init__(
         self,
         settings: Settings,
-        registry: CollectorRegistry,
+        endpoint: Endpoint,
         app_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.sp = settings
         self.source_topic = settings.topic
-        self.web_port = settings.worker_web_port
+        self.web_port = worker_metrics.web_port(settings, "sessions")
         self.facts: FactProducer | None = None
-        self.registry = registry
-        self.worker_metrics = worker_metrics.create(registry)
+        self.endpoint = endpoint
+        self.worker_metrics = endpoint.metrics
         self.processor: BatchProcessor | None = None
         self.redis: Any = None
         self.dlq: DeadLetterProducer | None = None
-        self._metrics_server: tuple[Any, Any] | None = None
         # When the current rebalance began (monotonic), None outside one: a rebalance that
         # never ends is a stall too (seen on Tansu after a restart: assignment never finished).
         self.rebalance_began: float | None = None
@@ -208,11 +208,9 @@ class StorepulseApp(faust.App):
         # Runs before Faust starts its consumer: the processor exists by the first assignment.
         sp = self.sp
         contain_log_storms()  # Faust has set up logging by now
-        if self.web_port:
-            # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
-            self._metrics_server = start_http_server(
-                self.web_port, addr=sp.worker_web_host, registry=self.registry
-            )
+        # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0
+        # (`storepulse worker` serves it already, before Faust is even imported: run.py).
+        self.endpoint.serve(sp.worker_web_host, self.web_port)
         await _until_reachable(
             "kafka",
             sp.kafka_bootstrap,
@@ -281,10 +279,7 @@ class StorepulseApp(faust.App):
             await self.facts.stop()
         if self.redis is not None:
             await self.redis.aclose()
-        if self._metrics_server is not None:
-            server, thread = self._metrics_server
-            server.shutdown()
-            thread.join(timeout=5)
+        self.endpoint.stop()
 
 
 async def _until_reachable(
@@ -371,9 +366,12 @@ def stage_options(settings: Settings) -> dict[str, Any]:
     return {**faust_options(settings), "broker_max_poll_records": settings.batch_size}
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
-    """The worker app for these settings (tests pass their own registry)."""
-    app = StorepulseApp(settings, registry or CollectorRegistry(), **stage_options(settings))
+def create_app(
+    settings: Settings, registry: CollectorRegistry | None = None, endpoint: Endpoint | None = None
+) -> StorepulseApp:
+    """The worker app for these settings (tests pass their own registry; `storepulse worker`
+    the endpoint it serves already)."""
+    app = StorepulseApp(settings, endpoint or Endpoint(registry), **stage_options(settings))
     return wire(app, raw_topic(app, settings))
 
 

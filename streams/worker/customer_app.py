@@ -18,6 +18,7 @@ from streams.settings import Settings
 from streams.store.customers import CustomerStore
 from streams.worker.app import StorepulseApp, raw_topic, stage_options, wire
 from streams.worker.customer_batch import FactBatchBuilder
+from streams.worker.metrics import Endpoint, web_port
 from streams.worker.processor import BatchProcessor, ConsumerControl
 
 __all__ = ["CustomerApp", "create_customer_app", "customer_group"]
@@ -31,10 +32,10 @@ def customer_group(settings: Settings) -> str:
 class CustomerApp(StorepulseApp):
     """The worker app applying the customer topic's facts."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry, **kwargs: Any) -> None:
-        super().__init__(settings, registry, app_id=customer_group(settings), **kwargs)
+    def __init__(self, settings: Settings, endpoint: Endpoint, **kwargs: Any) -> None:
+        super().__init__(settings, endpoint, app_id=customer_group(settings), **kwargs)
         self.source_topic = settings.customer_topic
-        self.web_port = settings.customer_worker_web_port
+        self.web_port = web_port(settings, "customers")
 
     async def make_processor(self, consumer: ConsumerControl) -> BatchProcessor:
         assert self.dlq is not None
@@ -49,13 +50,14 @@ class CustomerApp(StorepulseApp):
 
 
 def create_customer_app(
-    settings: Settings, registry: CollectorRegistry | None = None
+    settings: Settings, registry: CollectorRegistry | None = None, endpoint: Endpoint | None = None
 ) -> CustomerApp:
-    """The customer stage's app for these settings (tests pass their own registry)."""
+    """The customer stage's app for these settings (tests pass their own registry;
+    `storepulse customers-worker` the endpoint it serves already)."""
     options = stage_options(settings)
     options["datadir"] = str(settings.state_dir / "faust" / customer_group(settings))
     options["topic_partitions"] = settings.customer_partition_count
-    app = CustomerApp(settings, registry or CollectorRegistry(), **options)
+    app = CustomerApp(settings, endpoint or Endpoint(registry), **options)
     source = raw_topic(app, settings, settings.customer_topic, settings.customer_partition_count)
     wire(app, source)
     return app
