@@ -215,11 +215,11 @@ def _near_loss(fx: _Effects) -> bytearray:
     lossy = [s for s in range(horizon) if fx.loss[s]]
     out = bytearray(horizon)
     reach = 1_800  # sessions last minutes; a 10-minute think time caps every gap
+    marked = -1  # out[: marked + 1] is done (lossy is ascending)
     for s in lossy:
-        lo = max(0, s - reach)
-        if out[lo]:
-            continue
+        lo = max(0, s - reach, marked + 1)
         out[lo : s + 1] = b"\x01" * (s + 1 - lo)
+        marked = s
     return out
 
 

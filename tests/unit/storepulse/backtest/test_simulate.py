@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from producers.config import TrafficConfig
 from producers.entries import LOST
 from producers.model import TrafficModel
 from producers.scenarios import Scenario, Timeline
@@ -23,9 +24,11 @@ SPIKE = Scenario("abandonment-spike", 20 * 60, 10 * 60, 0.6, "payment")
 LOSS = Scenario("tracking-loss", 30 * 60, 5 * 60, 0.3)
 
 
-def _generator(scenarios: Sequence[Scenario]) -> dict[int, dict[str, int]]:
+def _generator(
+    scenarios: Sequence[Scenario], cfg: TrafficConfig = CFG
+) -> dict[int, dict[str, int]]:
     """Sessions per stage per minute, counted from the real model's emitted entries."""
-    model = TrafficModel(CFG, Timeline(scenarios), 3, START_MS)
+    model = TrafficModel(cfg, Timeline(scenarios), 3, START_MS)
     truth = GroundTruth(model.stages)
     end = START_MS + TO_MIN * 60_000
     for entry in itertools.takewhile(lambda e: e[0] < end, model):
@@ -77,18 +80,27 @@ def test_a_step_failure_moves_the_same_drop_off(both) -> None:
     assert _sum(real, "payment", range(11, 19)) / _sum(real, "shipping", range(11, 19)) > 0.7
 
 
-def test_tracking_loss_takes_the_same_share_of_purchases(both) -> None:
-    real, fast = both
-    inside, calm = range(31, 35), range(FROM_MIN, 20)
+def test_tracking_loss_takes_the_same_share_of_purchases() -> None:
+    # Its own run, 20 minutes of loss at 200 events/s (~1,100 purchases inside): within the
+    # spike's run, 4 minutes held ~110 purchases and one sigma of the ratio was ~0.08, so a
+    # change in the generator's random draws alone moved it by 2 sigmas.
+    cfg = config(rate=200.0)
+    loss = Scenario("tracking-loss", 20 * 60, 20 * 60, 0.3)
+    real = _generator([loss], cfg)
+    fast = _minutes(simulate(cfg, Timeline([loss]), 5, START_S, TO_MIN * 60, 15))
+    inside, calm = range(21, TO_MIN), range(FROM_MIN, 20)
 
     def per_cart(rows: dict[int, dict[str, int]], minutes: range) -> float:
         return _sum(rows, "purchase", minutes) / _sum(rows, "cart", minutes)
 
-    # 30 % of the purchase events are lost; carts barely (later events imply them).
+    # 30 % of the events are lost: purchases per cart fall by about a fifth (the generator
+    # measured 0.83, docs/metrics.md says ~18 % of conversion), and the simulation loses the
+    # same share. Before a fix it lost events only of sessions that arrived up to the loss's
+    # first second (0.99 here): the backtest saw a weaker tracking loss than it asked for.
     drop_real = per_cart(real, inside) / per_cart(real, calm)
     drop_fast = per_cart(fast, inside) / per_cart(fast, calm)
-    assert drop_real == pytest.approx(0.72, abs=0.12)
-    assert drop_fast == pytest.approx(drop_real, abs=0.12)
+    assert 0.65 <= drop_real <= 0.9
+    assert drop_fast == pytest.approx(drop_real, abs=0.1)
 
 
 def test_same_seed_same_counts_and_the_funnel_is_closed() -> None:
