@@ -120,11 +120,14 @@ def test_compose_services_profiles_and_commands(compose: dict[str, Any]) -> None
         assert service["image"].startswith("storepulse:"), name
     assert services["worker"]["command"] == ["worker"]
     assert services["customers-worker"]["command"] == ["customers-worker"]
-    # The board reads Alertmanager's API (the webhook is its fallback).
+    # The board reads Alertmanager's API (the webhook is its fallback) and its history from
+    # Prometheus (its own buckets are the fallback).
     assert services["exporter"]["command"] == [
         "exporter",
         "--alertmanager-url",
         "http://alertmanager:9093",
+        "--prometheus-url",
+        "http://prometheus:9090",
     ]
     producer = services["producer"]["command"]
     assert producer[0] == "generate"
@@ -555,10 +558,11 @@ def test_rules_for_another_minimum_sample_change_exactly_its_places(tmp_path: Pa
     fifty = fifty_text.splitlines()
     assert len(fifty) == len(default)
     changed = [(a, b) for a, b in zip(default, fifty, strict=True) if a != b]
-    # Conversion and abandonment (3 windows each: 3 and 15 minutes, the baseline), drop-off of
-    # cart and the 3 default steps (3 windows each), conversion per usual visit (2 windows),
-    # and the two comment lines stating the minimum sample.
-    assert len(changed) == 3 + 3 + 3 * 4 + 2 + 2
+    # Conversion (3 and 15 minutes; its baseline averages orders per usual visit, which has
+    # the floor already), abandonment (3 and 15 minutes, the baseline), drop-off of cart and
+    # the 3 default steps (3 windows each), conversion per usual visit (2 windows), and the
+    # two comment lines stating the minimum sample.
+    assert len(changed) == 2 + 3 + 3 * 4 + 2 + 2
     for a, b in changed:
         assert a.count("20") == 1, a
         assert b == a.replace("20", "50")
