@@ -252,14 +252,22 @@ def test_a_scrape_costs_the_same_redis_commands_for_180_or_7200_sessions(
         for name, s in (("small", small), ("large", large)):
             url = exporter_for(s).url
             scrape(url)  # opens the pool's connections (redis-py sends CLIENT SETINFO on each)
-            time.sleep(1.05)  # past the cache's second
-            before = redis_commands(counter)
-            samples = scrape(url)
-            costs[name] = redis_commands(counter) - before
-            # Within the cache's second the next scrape reads nothing (only our INFO counts).
-            before = redis_commands(counter)
-            assert scrape(url) == samples
-            assert redis_commands(counter) - before == 1
+            for _ in range(5):
+                time.sleep(1.05)  # past the cache's second
+                before, started = redis_commands(counter), time.monotonic()
+                samples = scrape(url)
+                costs[name] = redis_commands(counter) - before
+                # Within half the cache's second the next scrape reads nothing (only our INFO
+                # counts); past it the exporter refreshes in the background, which a busy
+                # machine can reach between two scrapes: then the pair is taken again.
+                before = redis_commands(counter)
+                assert scrape(url) == samples
+                cached = redis_commands(counter) - before
+                if time.monotonic() - started < 0.5:
+                    assert cached == 1
+                    break
+            else:
+                raise AssertionError("no two scrapes within half a second in 5 tries")
     finally:
         counter.close()
     assert costs["small"] == costs["large"]

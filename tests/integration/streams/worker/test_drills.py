@@ -44,6 +44,19 @@ def scrape(port: int) -> str:
         return resp.read().decode()
 
 
+def scrape_once_up(port: int, timeout: float = 30) -> str:
+    """The first scrape of a starting worker: its imports take 2-3 s, more on a busy machine
+    (a fixed 3 s wait saw "connection refused" in CI)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return scrape(port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_second_worker_joins_and_leaves_mid_stream(make_settings, tmp_path: Path) -> None:
     settings = make_settings(batch_size=100)
     now_ms = int(time.time() * 1000)
@@ -164,6 +177,7 @@ def test_kafka_and_redis_unreachable_at_start_then_during_the_run(
     worker = harness.Worker(settings, tmp_path).start()
     own_redis = None
     try:
+        scrape_once_up(settings.worker_web_port)
         time.sleep(3)  # neither Kafka nor Redis answers
         assert worker.alive()
         assert "storepulse_worker_up 0.0" in scrape(settings.worker_web_port)
