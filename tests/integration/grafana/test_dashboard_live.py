@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from storepulse.local.procs import free_port
 from storepulse.local.stack import prometheus_spec
 from storepulse.monitoring.config import render_prometheus_config
@@ -31,6 +33,9 @@ from tests.integration.storepulse.monitoring.test_alerting_e2e import (
     prom,
     write_short_rules,
 )
+
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 
 def grafana_build() -> ModuleType:

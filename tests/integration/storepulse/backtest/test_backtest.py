@@ -8,7 +8,12 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from tests import harness
+
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 ALERTS = {"CartAbandonmentSpike", "ConversionDrop", "CheckoutStepFailing"}
 KEYS = {

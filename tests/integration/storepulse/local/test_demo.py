@@ -16,9 +16,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from storepulse.local.history import HISTORY_STEP_S
 from tests import harness
 from tests.integration.storepulse.local.test_stack import pids, stack_settings
+
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 TOKEN = "demo-test-webhook-token"
 KPI_ALERTS = {"CartAbandonmentSpike", "CheckoutStepFailing", "ConversionDrop"}

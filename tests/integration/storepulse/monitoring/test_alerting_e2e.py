@@ -23,12 +23,17 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from storepulse.local.procs import ManagedProcess, ProcessSpec, free_port, http_ready
 from storepulse.local.stack import alertmanager_spec
 from streams.exporter import Exporter
 from streams.settings import Settings
 from tests import harness
 from tests.harness import PROJECT_DIR as ROOT
+
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 # The exporter's webhook token in this test (STOREPULSE_WEBHOOK_TOKEN; Alertmanager's file).
 WEBHOOK_TOKEN = "alerting-e2e-webhook-token"
