@@ -83,8 +83,3 @@ def make_settings(
 
     return factory
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked slow first (a stable sort): with three workers the suite's end waited
-    for the demo and backtest tests that xdist handed out last (13 min; slow first: see .ci)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
