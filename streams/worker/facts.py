@@ -80,9 +80,9 @@ class FactProducer:
     """The Kafka producer of customer facts: acks=all, keyed by customer (murmur2, like Java).
 
     The facts of a call go out as one record batch per partition (`send_batch`), not one
-    `send` each: aiokafka's per-message path cost the session worker ~200 us of CPU per fact
-    (12 % of its CPU at 0.15 facts per event, `make bench`), a batch append a few us. The
-    records are the same (key, value) pairs, on the partition the default partitioner picks.
+    `send` each: 17 instead of 33 us of CPU per fact (30,000 facts against the local broker;
+    at 0.15 facts per event, 2.5 us per event saved). The records are the same (key, value)
+    pairs, on the partition the default partitioner picks.
     """
 
     def __init__(self, settings: Settings) -> None:

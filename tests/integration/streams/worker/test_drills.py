@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from storepulse.local.procs import http_ready
 from streams.kafka import ensure_topics
 from tests import harness
 from tests.integration.streams.worker.test_worker import (
@@ -42,19 +43,6 @@ def wait_log(worker: harness.Worker, text: str, timeout: float = 60) -> None:
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return resp.read().decode()
-
-
-def scrape_once_up(port: int, timeout: float = 30) -> str:
-    """The first scrape of a starting worker: its imports take 2-3 s, more on a busy machine
-    (a fixed 3 s wait saw "connection refused" in CI)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return scrape(port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_second_worker_joins_and_leaves_mid_stream(make_settings, tmp_path: Path) -> None:
@@ -174,10 +162,12 @@ def test_kafka_and_redis_unreachable_at_start_then_during_the_run(
     now_ms = int(time.time() * 1000)
     first, second = make_trace(200, now_ms, seed=3), make_trace(200, now_ms, seed=4)
     second = [(k, v.replace(b'"sess-', b'"b-sess-')) for k, v in second]
-    worker = harness.Worker(settings, tmp_path).start()
+    # Started once its metrics answer: its imports take 2-3 s, more on a busy machine (a
+    # fixed 3 s wait saw "connection refused" in CI).
+    metrics = http_ready(f"http://127.0.0.1:{settings.worker_web_port}/metrics")
+    worker = harness.Worker(settings, tmp_path, ready=metrics).start(timeout=30)
     own_redis = None
     try:
-        scrape_once_up(settings.worker_web_port)
         time.sleep(3)  # neither Kafka nor Redis answers
         assert worker.alive()
         assert "storepulse_worker_up 0.0" in scrape(settings.worker_web_port)
