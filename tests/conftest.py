@@ -82,4 +82,3 @@ def make_settings(
         return Settings(**values)  # type: ignore[arg-type]
 
     return factory
-

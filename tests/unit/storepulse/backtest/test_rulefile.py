@@ -24,11 +24,13 @@ def test_the_rendered_kpi_group_in_dependency_levels() -> None:
     assert level["storepulse:cart_abandonment_ratio:baseline"] == 3
     assert level["storepulse:cart_abandonment_ratio:alert_threshold"] == 4
     # usual visits <- their cap <- yesterday's visits and the last 6 h's windows; conversion's
-    # baseline reads the past of orders per usual visit, its threshold that baseline.
+    # baseline reads the past of orders per usual visit in normal windows, its threshold that
+    # baseline.
     assert level["storepulse:funnel_sessions:visit_cap15m"] == 2
     assert level["storepulse:conversion_ratio:usual_rate15m"] == 4
-    assert level["storepulse:conversion_ratio:baseline"] == 5
-    assert level["storepulse:conversion_ratio:alert_threshold"] == 6
+    assert level["storepulse:conversion_ratio:normal_rate15m"] == 5
+    assert level["storepulse:conversion_ratio:baseline"] == 6
+    assert level["storepulse:conversion_ratio:alert_threshold"] == 7
     assert sum(len(rs) for rs in found) == len(rules.records)
     for depth, rs in enumerate(found):
         for rule in rs:
