@@ -360,6 +360,7 @@ def test_rules_pass_promtool_check() -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.slow  # promtool evaluates every rule each minute of 30 rule tests' hours: 35 s
 def test_rule_unit_tests_pass() -> None:
     assert RULE_TESTS
     result = _run("promtool", "test", "rules", *map(str, RULE_TESTS))

@@ -263,24 +263,19 @@ def test_a_scrape_costs_the_same_redis_commands_for_180_or_7200_sessions(
         for name, s in (("small", small), ("large", large)):
             url = exporter_for(s).url
             scrape(url)  # opens the pool's connections (redis-py sends CLIENT SETINFO on each)
-            for _ in range(5):
-                time.sleep(1.05)  # past the cache's second
-                before, started = redis_commands(counter), time.monotonic()
-                samples = scrape(url)
-                costs[name] = redis_commands(counter) - before
-                # Within half the cache's second the next scrape reads nothing (only our INFO
-                # counts); past it the exporter refreshes in the background, which a busy
-                # machine can reach between two scrapes (CI saw 17 and 197 commands there):
-                # then the pair is taken again.
+            seen = []
+            for _ in range(3):
+                # Past the cache's second, and with no second scrape of that value (which, at
+                # half its age, would start a background refresh whose commands land in the
+                # next count: under load CI saw 17 and 197 commands there), a scrape reads
+                # Redis once, in the open.
+                time.sleep(1.05)
                 before = redis_commands(counter)
-                assert scrape(url) == samples
-                cached = redis_commands(counter) - before
-                if time.monotonic() - started < 0.5 and cached == 1:
-                    break
-            else:
-                raise AssertionError(
-                    f"no scrape read from the cache in 5 tries ({cached} commands)"
-                )
+                samples = scrape(url)
+                seen.append(redis_commands(counter) - before)
+            # Nothing else uses this redis-server; the least of three (anything else would only
+            # add) is the scrape's own count.
+            costs[name] = min(seen)
     finally:
         counter.close()
     assert costs["small"] == costs["large"]
