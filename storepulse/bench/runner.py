@@ -55,8 +55,11 @@ class Bench:
         kafka_port, self.redis_port = free_port(), free_port()
         stack_dir = self.root / "stack"
         self.broker = ManagedProcess(broker_spec("127.0.0.1", kafka_port), stack_dir)
+        # A database per variant (fresh()): the full run has 16 of them and the profiles come
+        # last, so redis-server's default of 16 refused the last profile's ("DB index is out
+        # of range", after 8 minutes of bench).
         self.redis = ManagedProcess(
-            redis_spec("127.0.0.1", self.redis_port, stack_dir / "redis"), stack_dir
+            redis_spec("127.0.0.1", self.redis_port, stack_dir / "redis", databases=64), stack_dir
         )
         self.broker.start(30)
         self.redis.start(30)

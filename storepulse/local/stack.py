@@ -96,10 +96,13 @@ def _auth_config(data_dir: Path, password: str) -> Path:
     return path
 
 
-def redis_spec(host: str, port: int, data_dir: Path, password: str | None = None) -> ProcessSpec:
+def redis_spec(
+    host: str, port: int, data_dir: Path, password: str | None = None, databases: int = 16
+) -> ProcessSpec:
     """redis-server with the append-only file on, fsync every second, no RDB snapshots.
 
     With a password, clients must AUTH (requirepass, from a config file in data_dir).
+    databases: how many numbered databases (redis-server's default 16).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     config = [] if password is None else [str(_auth_config(data_dir, password).resolve())]
@@ -124,6 +127,8 @@ def redis_spec(host: str, port: int, data_dir: Path, password: str | None = None
             "no",
             "--protected-mode",
             "yes",
+            "--databases",
+            str(databases),
         ],
         ready=redis_ready(host, port, password),
         address=f"redis://{host}:{port}",
