@@ -97,18 +97,6 @@ class _ResumingConsumer(BatchConsumer):
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _seek(self, partition: TP, offset: int) -> None:
-        # Faust calls aiokafka's seek() from this (the app's) thread, and seek() deletes the
-        # partition's prefetched records while the consumer thread may be iterating them in
-        # fetched_records(): KeyError, and the worker died in the second-worker drill (CI,
-        # stop 18). On the consumer thread the two never interleave.
-        thread = self._thread
-
-        async def seek_there() -> None:
-            thread.seek(partition, offset)
-
-        await thread.call_thread(seek_there)
-
     async def perform_seek(self) -> None:
         await super().perform_seek()
         app = self.app

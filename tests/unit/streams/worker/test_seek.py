@@ -1,4 +1,4 @@
-"""The worker's seeks run on Faust's consumer thread, never beside its fetch."""
+"""The batch path's seeks run on Faust's consumer thread, never beside its fetch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.worker.app import _ResumingConsumer
+from streams.worker.batchpath import BatchConsumer
 
 
 class _Thread:
@@ -28,7 +28,7 @@ class _Thread:
 
 
 def test_seek_is_handed_to_the_consumer_thread() -> None:
-    consumer = _ResumingConsumer.__new__(_ResumingConsumer)
+    consumer = BatchConsumer.__new__(BatchConsumer)  # the worker's consumer's base
     thread = _Thread()
     consumer._thread = thread  # type: ignore[assignment]
     asyncio.run(consumer._seek(TP("events", 2), 41))
