@@ -316,13 +316,14 @@ def _funnel(steps: Sequence[str]) -> list[Any]:
 def _alerts() -> list[Any]:
     abandonment = _timeseries(
         "Cart abandonment vs its alert threshold",
-        "CartAbandonmentSpike fires when the 15-minute abandonment stays above the threshold "
-        "(6 h baseline + 10 points, at least 60 %) for 10 minutes with at least 50 carts.",
+        "CartAbandonmentSpike fires when the lower confidence bound of the 15-minute (or "
+        "3-minute) abandonment stays above the threshold for a minute: the baseline (the same "
+        "time yesterday and a week ago, else the last 6 h) + 10 points; 95 % with no history.",
         [
             _query(f"storepulse:cart_abandonment_ratio:rate15m{{{_SEGMENT}}}", "abandonment 15m"),
             _query(
-                f"storepulse:cart_abandonment_ratio:rate6h_offset15m{{{_SEGMENT}}}",
-                "baseline 6h",
+                f"storepulse:cart_abandonment_ratio:baseline{{{_SEGMENT}}}",
+                "baseline",
                 ref="B",
             ),
             _query(
@@ -338,13 +339,14 @@ def _alerts() -> list[Any]:
     abandonment = abandonment.with_override(*_dashed_red("C"))
     conversion = _timeseries(
         "Conversion vs its alert threshold",
-        "ConversionDrop fires when the 15-minute conversion stays below half its 6 h baseline "
-        "for 15 minutes, when the baseline predicts at least 20 orders in 15 minutes.",
+        "ConversionDrop fires when the upper confidence bound of the orders per usual visit "
+        "(15 or 3 minutes; visits above the baseline's do not count) stays below the "
+        "threshold for a minute: 70 % of the baseline; 0.3 % with no history.",
         [
             _query(f"storepulse:conversion_ratio:rate15m{{{_SEGMENT}}}", "conversion 15m"),
             _query(
-                f"storepulse:conversion_ratio:rate6h_offset15m{{{_SEGMENT}}}",
-                "baseline 6h",
+                f"storepulse:conversion_ratio:baseline{{{_SEGMENT}}}",
+                "baseline",
                 ref="B",
             ),
             _query(
@@ -717,7 +719,7 @@ def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, 
     sections: list[tuple[str, list[Any]]] = [
         ("Headline KPIs", _headline()),
         ("Funnel", _funnel(checkout_steps)),
-        ("Alerts and their thresholds (15 min vs 6 h baseline)", _alerts()),
+        ("Alerts and their thresholds (15 min vs the baseline)", _alerts()),
         ("By channel and device", _segments()),
         ("Customers (the customer stage)", _customers()),
         ("Accounts (B2B)", _accounts()),

@@ -110,6 +110,10 @@ class TrafficConfig:
     catalog_size: int = 5_000
     daily_amplitude: float = 0.0
     daily_peak_hour: float = 20.0
+    # Conversion following the day: the cart rate x (1 + cvr_daily_amplitude cos), peaking at
+    # daily_peak_hour like the traffic (evening shoppers buy more); its mean stays `cvr`.
+    cvr_daily_amplitude: float = 0.0
+    weekend_dip: float = 0.0  # arrivals on Saturdays and Sundays (UTC) x (1 - weekend_dip)
     late_share: float = 0.0
     max_delay_s: float = 30.0
     duplicate_share: float = 0.0
@@ -131,10 +135,14 @@ class TrafficConfig:
             "repurchase_probability": self.repurchase_probability,
             "login_at_cart_share": self.login_at_cart_share,
             "slowing_share": self.slowing_share,
+            "cvr_daily_amplitude": self.cvr_daily_amplitude,
+            "weekend_dip": self.weekend_dip,
         }
         for name, value in shares.items():
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.weekend_dip >= 1:
+            raise ValueError("weekend_dip must be below 1 (no weekend traffic at all)")
         if self.loss_share >= 1:
             raise ValueError("loss_share must be below 1 (nothing would be sent)")
         if not 0 < self.cvr < 1 or not 0 <= self.abandonment < 1:
@@ -178,6 +186,7 @@ class TrafficConfig:
         if any(m <= 0 for m in means.values()):
             raise ValueError("conversion factors give every segment zero conversion")
         out: dict[tuple[str, str, str], float] = {}
+        peak = 1.0 + cfg.cvr_daily_amplitude  # the daily conversion shape at its highest
         for ch, _ in cfg.channels:
             for dev, _ in cfg.devices:
                 for co, _ in cfg.countries:
@@ -185,11 +194,11 @@ class TrafficConfig:
                     rate = (
                         cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
                     )
-                    if rate > 1:
+                    if rate * peak > 1:
                         raise ValueError(
                             f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
-                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
-                            "lower --cvr, --abandonment or the factors"
+                            f"factors needs a cart rate of {rate * peak:.2f} for {ch}/{dev}/{co}; "
+                            "lower --cvr, --abandonment, --cvr-daily-shape or the factors"
                         )
                     out[(ch, dev, co)] = rate
         return out

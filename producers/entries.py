@@ -1,6 +1,9 @@
-"""The generator's entries: their kinds, the per-session ground-truth mark, money as text."""
+"""The generator's entries: their kinds, each session's ground-truth mark, and invalid lines."""
 
 from __future__ import annotations
+
+import json
+import random
 
 __all__ = [
     "DUP",
@@ -11,6 +14,7 @@ __all__ = [
     "VALID",
     "Entry",
     "SessionMark",
+    "invalid_line",
     "money",
 ]
 
@@ -71,3 +75,29 @@ def money(cents: int) -> str:
     """Exact decimal string with 2 decimals from integer cents."""
     sign = "-" if cents < 0 else ""
     return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def invalid_line(rng: random.Random, line: str) -> tuple[str, str | None, int]:
+    """A line the worker must reject, derived from a valid one: (line, key, kind index)."""
+    obj = json.loads(line)
+    obj["event_id"] = f"{obj['event_id']}~bad"  # never collides with a valid event's id
+    which = rng.randrange(len(INVALID_KINDS))
+    kind = INVALID_KINDS[which]
+    if kind == "negative_money" and obj["type"] not in {"add_to_cart", "purchase"}:
+        kind, which = "unknown_type", INVALID_KINDS.index("unknown_type")
+    if kind == "truncated":
+        text = json.dumps(obj, separators=(",", ":"))
+        return text[: rng.randint(1, len(text) - 2)], obj["session_id"], which
+    if kind == "not_object":
+        return json.dumps([obj["type"], obj["ts"], obj["session_id"]]), obj["session_id"], which
+    if kind == "missing_field":
+        del obj[rng.choice(("event_id", "session_id", "ts", "type"))]
+    elif kind == "naive_ts":
+        obj["ts"] = obj["ts"].rstrip("Z")
+    elif kind == "negative_money":
+        amount = "revenue" if obj["type"] == "purchase" else "unit_price"
+        obj[amount] = f"-{obj[amount]}"
+    else:
+        obj["type"] = "refund"
+    key = obj.get("session_id")
+    return json.dumps(obj, separators=(",", ":")), key, which

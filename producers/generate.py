@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from producers.config import TrafficConfig
+from producers.entries import LOST, Entry
 from producers.manifest import build_manifest, directory_path, write_manifest, write_text
-from producers.model import LOST, Entry, TrafficModel
+from producers.model import TrafficModel
 from producers.rate import Pacer, Progress
 from producers.scenarios import Scenario, Timeline
 from producers.sinks import FileSink, KafkaSink, Sink, create_topics, start_sink

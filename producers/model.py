@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import json
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -15,12 +14,12 @@ from producers.config import TrafficConfig
 from producers.entries import (
     DUP,
     INVALID,
-    INVALID_KINDS,
     LATE,
     LOST,
     VALID,
     Entry,
     SessionMark,
+    invalid_line,
     money,
 )
 from producers.scenarios import Timeline
@@ -29,31 +28,33 @@ from streams.contract.funnel import funnel_stages
 from streams.contract.times import format_ts
 
 __all__ = [
-    "DUP",
-    "INVALID",
-    "INVALID_KINDS",
-    "LATE",
-    "LOST",
-    "VALID",
-    "Entry",
-    "SessionMark",
+    "BROWSE_EXTRA_PAGES",
+    "EXTRA_ITEMS",
+    "GEOMETRIC_CAP",
+    "MAX_GAP_S",
+    "ORDER_GAP",
+    "PAGE_GAP",
+    "PRE_CART_EXTRA_PAGES",
+    "STEP_GAP",
+    "SURGE_CART_FACTOR",
+    "SURGE_EXTRA_PAGES",
     "TrafficModel",
-    "invalid_line",
-    "money",
 ]
 
-# Think times in seconds, log-normal (log of the median, sigma), capped at _MAX_GAP_S: about half
+# Think times in seconds, log-normal (log of the median, sigma), capped at MAX_GAP_S: about half
 # a minute per page, a little less per checkout step, a few seconds from review to the order.
-_PAGE_GAP = (math.log(20.0), 0.8)
-_STEP_GAP = (math.log(25.0), 0.6)
-_ORDER_GAP = (math.log(8.0), 0.5)
-_MAX_GAP_S = 600.0
-_BROWSE_EXTRA_PAGES = 2.5  # mean extra pages of a session that never carts (1 + 2.5 = 3.5)
-_PRE_CART_EXTRA_PAGES = 2.0  # mean pages before the first add to cart, beyond the landing page
-_EXTRA_ITEMS = 0.6  # mean items beyond the first in a basket
-_SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
-_SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
-_GEOMETRIC_CAP = 50
+# Public, with the session shape below, for the backtest's aggregate twin of this model
+# (storepulse.backtest.simulate), which must draw the same distributions.
+PAGE_GAP = (math.log(20.0), 0.8)
+STEP_GAP = (math.log(25.0), 0.6)
+ORDER_GAP = (math.log(8.0), 0.5)
+MAX_GAP_S = 600.0
+BROWSE_EXTRA_PAGES = 2.5  # mean extra pages of a session that never carts (1 + 2.5 = 3.5)
+PRE_CART_EXTRA_PAGES = 2.0  # mean pages before the first add to cart, beyond the landing page
+EXTRA_ITEMS = 0.6  # mean items beyond the first in a basket
+SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
+SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
+GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
 
 
@@ -110,10 +111,11 @@ class TrafficModel:
 
     # Expectations -------------------------------------------------------------------------
 
-    def expected_events_per_session(self, surge: bool = False) -> float:
-        """Mean valid events per session (before loss, duplicates and scenarios)."""
-        cart = self.config.cart_rate * (_SURGE_CART_FACTOR if surge else 1.0)
-        browse = 1.0 + (_SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+    def expected_events_per_session(self, surge: bool = False, cart_factor: float = 1.0) -> float:
+        """Mean valid events per session (before loss, duplicates and scenarios); cart_factor
+        multiplies the cart rate (the daily conversion shape, a conversion drop)."""
+        cart = self.config.cart_rate * (SURGE_CART_FACTOR if surge else 1.0) * cart_factor
+        browse = 1.0 + (SURGE_EXTRA_PAGES if surge else BROWSE_EXTRA_PAGES)
         reach, steps = 1.0, 0.0
         for p in self._pass:
             reach *= p
@@ -123,7 +125,7 @@ class TrafficModel:
     @staticmethod
     def _carting_events(steps: float) -> float:
         # landing + pre-cart pages, one add_to_cart per item, one page per extra item, steps
-        return 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS + steps
+        return 1.0 + PRE_CART_EXTRA_PAGES + (1.0 + EXTRA_ITEMS) + EXTRA_ITEMS + steps
 
     def returns_per_session(self, elapsed_s: float) -> float:
         """Expected sessions of customers coming back, per new session, elapsed_s into the run.
@@ -153,20 +155,45 @@ class TrafficModel:
         return known * cfg.cvr * total
 
     def daily_shape(self, ms: int) -> float:
-        """Arrival multiplier of the daily shape (mean 1), peaking at daily_peak_hour UTC."""
-        amp = self.config.daily_amplitude
-        if not amp:
+        """Arrival multiplier at ms: the daily shape (mean 1, peaking at daily_peak_hour UTC)
+        times 1 - weekend_dip on Saturdays and Sundays (UTC)."""
+        cfg = self.config
+        shape = 1.0
+        if cfg.daily_amplitude:
+            hours = (ms / 3_600_000.0) % 24.0
+            shape += cfg.daily_amplitude * math.cos(
+                2.0 * math.pi * (hours - cfg.daily_peak_hour) / 24.0
+            )
+        # The epoch began on a Thursday: day 2 of a week counted from it is Saturday.
+        if cfg.weekend_dip and (ms // 86_400_000) % 7 in (2, 3):
+            shape *= 1.0 - cfg.weekend_dip
+        return shape
+
+    def cart_shape(self, ms: int) -> float:
+        """Cart-rate multiplier of the daily conversion shape at ms (mean 1)."""
+        cfg = self.config
+        if not cfg.cvr_daily_amplitude:
             return 1.0
         hours = (ms / 3_600_000.0) % 24.0
-        return 1.0 + amp * math.cos(2.0 * math.pi * (hours - self.config.daily_peak_hour) / 24.0)
+        return 1.0 + cfg.cvr_daily_amplitude * math.cos(
+            2.0 * math.pi * (hours - cfg.daily_peak_hour) / 24.0
+        )
 
     def expected_rate(self, ms: int) -> float:
-        """Expected lines per second at event time ms (daily shape, surges and losses included)."""
+        """Expected lines per second at event time ms (daily and weekly shapes, conversion shape,
+        surges, drops and losses included)."""
         cfg = self.config
         offset = (ms - self.start_ms) / 1_000.0
         surge = self.timeline.surge(offset) if self.timeline.has_surges else 0.0
-        events = self.daily_shape(ms) * self.events_per_session
-        events += surge * self.events_per_surge_session
+        factor = self.cart_shape(ms)
+        if self.timeline.has_drops:
+            factor *= 1.0 - self.timeline.conversion_drop(offset)
+        if factor == 1.0:
+            normal, extra = self.events_per_session, self.events_per_surge_session
+        else:
+            normal = self.expected_events_per_session(False, factor)
+            extra = self.expected_events_per_session(True, factor)
+        events = self.daily_shape(ms) * normal + surge * extra
         elapsed_s = offset + cfg.warmup_s
         events += self.returns_per_session(elapsed_s) * self.events_per_return_session
         kept = (1.0 - cfg.loss_share) * (1.0 - self.timeline.loss(offset))
@@ -203,13 +230,13 @@ class TrafficModel:
 
     def _gap(self, rng: random.Random, params: tuple[float, float]) -> int:
         seconds = math.exp(rng.gauss(params[0], params[1]))
-        return round(min(_MAX_GAP_S, seconds) * self._gap_ms)
+        return round(min(MAX_GAP_S, seconds) * self._gap_ms)
 
     @staticmethod
     def _geometric(rng: random.Random, mean: float) -> int:
         stay = mean / (1.0 + mean)
         n = 0
-        while n < _GEOMETRIC_CAP and rng.random() < stay:
+        while n < GEOMETRIC_CAP and rng.random() < stay:
             n += 1
         return n
 
@@ -245,9 +272,16 @@ class TrafficModel:
         login_at_cart = login_at_cart and rand() < cfg.login_at_cart_share
         segment: dict[str, object] = {"channel": channel, "device": device, "country": country}
         currency = cfg.currency
-        cart_rate = 1.0 if buyer else self._cart_by_segment[(channel, device, country)]
+        cart_rate = (
+            1.0
+            if buyer
+            else self._cart_by_segment[(channel, device, country)] * self.cart_shape(arrival)
+        )
         if surge:
-            cart_rate *= _SURGE_CART_FACTOR
+            cart_rate *= SURGE_CART_FACTOR
+        if self.timeline.has_drops:
+            # A broken search or product page: some shoppers who would cart leave instead.
+            cart_rate *= 1.0 - self.timeline.conversion_drop((arrival - self.start_ms) / 1_000.0)
         catalog = self._catalog
         size = len(catalog)
         gap = self._gap
@@ -256,26 +290,26 @@ class TrafficModel:
         events: list[tuple[int, int, str, dict[str, object]]] = []
         add = events.append
         if rand() >= cart_rate:
-            pages = 1 + self._geometric(rng, _SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+            pages = 1 + self._geometric(rng, SURGE_EXTRA_PAGES if surge else BROWSE_EXTRA_PAGES)
             for i in range(pages):
                 if i:
-                    t += gap(rng, _PAGE_GAP)
+                    t += gap(rng, PAGE_GAP)
                 # Popular products are viewed more: index density falls off like a square law.
                 add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
             self._push_session(sid, segment, events, 0, {} if login_at_cart else who, 0)
             return
         add((t, 0, "visit", {"page": "/"}))
-        for _ in range(self._geometric(rng, _PRE_CART_EXTRA_PAGES)):
-            t += gap(rng, _PAGE_GAP)
+        for _ in range(self._geometric(rng, PRE_CART_EXTRA_PAGES)):
+            t += gap(rng, PAGE_GAP)
             add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
         basket = 0
         login_ts = 0
-        for i in range(1 + self._geometric(rng, _EXTRA_ITEMS)):
+        for i in range(1 + self._geometric(rng, EXTRA_ITEMS)):
             sku, price = catalog[int(size * rand() ** 2)]
             if i:
-                t += gap(rng, _PAGE_GAP)
+                t += gap(rng, PAGE_GAP)
                 add((t, 0, "visit", {"page": f"/p/{sku}"}))
-            t += gap(rng, _PAGE_GAP) // 4  # the button is near: a few seconds
+            t += gap(rng, PAGE_GAP) // 4  # the button is near: a few seconds
             if login_at_cart and not i:
                 login_ts = t
             r = rand()
@@ -293,7 +327,7 @@ class TrafficModel:
         timeline = self.timeline
         revenue_cents = 0
         for k, p in enumerate(self._pass):
-            t += gap(rng, _STEP_GAP if k < len(steps) else _ORDER_GAP)
+            t += gap(rng, STEP_GAP if k < len(steps) else ORDER_GAP)
             if buyer is None and rand() >= p:
                 break
             if k == len(steps):
@@ -398,29 +432,3 @@ class TrafficModel:
                 bad, key, which = invalid_line(rng, line)
                 push(heap, (emit, seq, INVALID, bad, key, None, which, ts))
         self._seq = seq
-
-
-def invalid_line(rng: random.Random, line: str) -> tuple[str, str | None, int]:
-    """A line the worker must reject, derived from a valid one: (line, key, kind index)."""
-    obj = json.loads(line)
-    obj["event_id"] = f"{obj['event_id']}~bad"  # never collides with a valid event's id
-    which = rng.randrange(len(INVALID_KINDS))
-    kind = INVALID_KINDS[which]
-    if kind == "negative_money" and obj["type"] not in {"add_to_cart", "purchase"}:
-        kind, which = "unknown_type", INVALID_KINDS.index("unknown_type")
-    if kind == "truncated":
-        text = json.dumps(obj, separators=(",", ":"))
-        return text[: rng.randint(1, len(text) - 2)], obj["session_id"], which
-    if kind == "not_object":
-        return json.dumps([obj["type"], obj["ts"], obj["session_id"]]), obj["session_id"], which
-    if kind == "missing_field":
-        del obj[rng.choice(("event_id", "session_id", "ts", "type"))]
-    elif kind == "naive_ts":
-        obj["ts"] = obj["ts"].rstrip("Z")
-    elif kind == "negative_money":
-        amount = "revenue" if obj["type"] == "purchase" else "unit_price"
-        obj[amount] = f"-{obj[amount]}"
-    else:
-        obj["type"] = "refund"
-    key = obj.get("session_id")
-    return json.dumps(obj, separators=(",", ":")), key, which

@@ -7,7 +7,7 @@ from typing import Any
 
 from producers.account_truth import AccountTruth
 from producers.customer_truth import CustomerTruth
-from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
+from producers.entries import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
 from streams.contract.times import format_ts
 
 __all__ = ["BUCKET_MS", "GroundTruth", "money"]

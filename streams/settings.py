@@ -161,8 +161,16 @@ class Settings(BaseSettings):
     )
     worker_web_host: str = Field("127.0.0.1", description="worker /metrics listen address")
     worker_web_port: int = Field(16066, ge=0, le=65_535, description="worker /metrics port, 0 off")
-    batch_size: int = Field(1_000, ge=1, le=100_000, description="max events per batch")
-    batch_seconds: float = Field(0.05, gt=0, le=10, description="max wait to fill a batch")
+    batch_size: int = Field(
+        1_000, ge=1, le=100_000, description="max events per batch (per fetch of the worker)"
+    )
+    batch_seconds: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="max wait to fill a batch of a take_events agent (the bench's); the worker "
+        "hands over each fetch as it comes",
+    )
     stall_seconds: float = Field(
         30.0,
         ge=5,

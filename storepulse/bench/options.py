@@ -29,16 +29,24 @@ REQUIRED_KEYS = (
     "p50_latency_s",
     "p99_latency_s",
     "exact",
+    # issue 15: against the trivial agent as configured by default (the unchanged reference),
+    # the latency at 1x, 2x and 4x the offered load, where the time goes.
+    "ratio_vs_trivial_default",
+    "latency_curve",
+    "profile_summary",
 )
 
 # Targets on the 2-core reference machine: (comparison, threshold).
 TARGETS: dict[str, tuple[str, float]] = {
-    "ratio_vs_trivial": (">=", 0.9),
+    # issue 15 (was >= 0.9 when the worker ran on Faust's per-message path).
+    "ratio_vs_trivial_default": (">=", 1.5),
     "ratio_vs_naive": (">=", 2.0),
     "p99_latency_s": ("<", 1.0),
     # The session worker publishing customer facts keeps 90 % of its throughput without them
     # (issue 11), both measured in the same run.
     "worker_facts_ratio": (">=", 0.9),
+    # Only where the machine has the cores for two workers, Redis and the broker (>= 4).
+    "two_workers_speedup": (">=", 1.8),
     # 50 clients on /metrics and /api/kpis while the worker runs (issue 10): answers within
     # 100 ms, and the worker keeps its latency target meanwhile.
     "exporter_p99_s": ("<", 0.1),
@@ -79,8 +87,9 @@ EXPORTER_KEYS = (
 )
 
 LATENCY_METHOD = (
-    "every event of the paced run: acknowledgement time in the worker (Faust acks a take_events "
-    "batch right after the loop body, i.e. after the batch's Lua call returned) minus the Kafka "
+    "every event of the paced run: acknowledgement time in the worker (the batch path "
+    "acknowledges a partition's batch once its handler returned, i.e. after the batch's Lua call "
+    "applied it; Faust acks a take_events batch right after the loop body) minus the Kafka "
     "record timestamp (set by the generator's producer when the event is appended, before its "
     "10 ms linger); exact nearest-rank quantiles over all events, 1 ms resolution"
 )
@@ -96,11 +105,14 @@ class BenchOptions:
     partitions: int | None = None  # None: the settings' (STOREPULSE_PARTITIONS, default 6)
     latency_rate: float = 5_000.0
     latency_seconds: float = 20.0
+    # The latency curve: more live runs at these multiples of latency_rate (issue 15: 2x, 4x).
+    latency_multiples: tuple[float, ...] = (2.0, 4.0)
     seed: int = 7
     duplicate_share: float = 0.01
     invalid_share: float = 0.001
     output: Path = Path("bench-results.json")
-    profile: bool = False
+    # py-spy runs of the worker and of the trivial agent (skipped, and said, without py-spy).
+    profile: bool = True
     profile_output: Path = Path("bench-profile.txt")
     keep_dir: bool = False
     work_dir: Path | None = None

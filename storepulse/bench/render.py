@@ -23,8 +23,11 @@ _LABELS = {
     "latency": "worker at fixed load",
     "latency_trivial": "trivial take_events at fixed load",
     "latency_two_workers": "2 workers at fixed load",
+    "latency_x2": "worker at 2x the load",
+    "latency_x4": "worker at 4x the load",
     "exporter_load": "worker while clients load exporter",
     "profile": "worker under py-spy",
+    "profile_trivial": "trivial agent under py-spy",
 }
 
 
@@ -154,12 +157,15 @@ def render_table(results: dict[str, Any]) -> str:
             f"{'yes' if v['exact'] else 'NO':>7}"
         )
     lines.append("")
-    line = f"worker / trivial          {results['ratio_vs_trivial']:.2f}"
+    line = f"worker / trivial (Faust as configured by default)  {results['ratio_vs_trivial']:.2f}"
     if "ratio_vs_trivial_batch" in results:
         line += f"   (worker / trivial take_events {results['ratio_vs_trivial_batch']:.2f})"
     lines.append(line)
     lines.append(f"worker / naive            {results['ratio_vs_naive']:.2f}")
-    lines.append(f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}")
+    lines.append(
+        f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}   (saturates: "
+        f"{results['two_workers_saturation']})"
+    )
     if "worker_facts_ratio" in results:
         lines.append(
             f"worker / without facts   {results['worker_facts_ratio']:.2f}   "
@@ -178,6 +184,15 @@ def render_table(results: dict[str, Any]) -> str:
         f"p99 {results['p99_latency_s'] or 0:.3f} s, p99.9 {results['p999_latency_s'] or 0:.3f} s, "
         f"max {results['max_latency_s'] or 0:.3f} s"
     )
+    if len(results.get("latency_curve") or []) > 1:
+        lines.append("  latency curve (offered -> carried events/s, p50, p99):")
+        for point in results["latency_curve"]:
+            kept = "" if point["generator_kept_up"] else "  (the generator fell behind)"
+            lines.append(
+                f"    {point['offered_events_per_s'] or 0:>8,.0f} -> "
+                f"{point['carried_events_per_s']:>8,.0f}   p50 {point['p50_s'] or 0:.3f} s, "
+                f"p99 {point['p99_s'] or 0:.3f} s{kept}"
+            )
     if results.get("two_workers_p99_latency_s") is not None:
         lines.append(
             "  two worker processes at the same load: "
@@ -206,8 +221,9 @@ def render_table(results: dict[str, Any]) -> str:
             "during the run; rates are lower than on an idle machine"
         )
     lines += _target_lines(results)
-    if results.get("profile"):
-        lines.append("")
-        lines.append(results["profile"]["text"])
+    for key in ("profile", "profile_trivial"):
+        if results.get(key):
+            lines.append("")
+            lines.append(results[key]["text"])
     lines.append(f"\nbench took {results['bench_seconds']:.0f} s")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
     accounts,
+    backtest,
     bench,
     customers,
     customers_worker,
@@ -53,6 +54,7 @@ COMMANDS = (
     generate,
     replay,
     bench,
+    backtest,
     rules,
 )
 

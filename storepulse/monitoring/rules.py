@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 
+from streams.contract.alerting import RULE_PLACEHOLDERS
 from streams.settings import Settings
 
 __all__ = [
@@ -36,10 +37,11 @@ KEY_TIERS = "@KEY_TIERS@"
 _RE2_SPECIAL = set("\\.+*?()|[]{}^$")
 _PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 
-# (record suffix, the funnel record it divides): the 15-minute value and its 6 h baseline.
+# (record suffix, the funnel record it divides): the 3- and 15-minute values and the baseline.
 _WINDOWS = (
+    ("rate3m", "increase3m"),
     ("rate15m", "increase15m"),
-    ("rate6h_offset15m", "increase6h_offset15m"),
+    ("baseline", "baseline15m"),
 )
 
 
@@ -48,8 +50,16 @@ def template() -> str:
     return resources.files("storepulse.monitoring").joinpath(TEMPLATE).read_text()
 
 
+# (record suffix, window, z, z^2/2, z^2/4, z^2) of each confidence bound (see the template).
+_BOUNDS = (
+    ("lower_bound3m", "increase3m", "4", "8", "4", "16"),
+    ("lower_bound15m", "increase15m", "3", "4.5", "2.25", "9"),
+)
+
+
 def step_rules(steps: Sequence[str], min_sample: int) -> str:
-    """The drop-off records of cart and each step: 1 - next stage / this stage, per window."""
+    """The drop-off records of cart and each step: 1 - next stage / this stage, per window and
+    for the baseline, then each window's Wilson lower bound (the template's formula)."""
     stages = ["cart", *steps, "purchase"]
     out = []
     for record, funnel in _WINDOWS:
@@ -66,6 +76,28 @@ def step_rules(steps: Sequence[str], min_sample: int) -> str:
                 f"            or ignoring (stage) {f}{{stage={here}}} * 0\n"
                 "          )\n"
                 f"          / ignoring (stage) ({f}{{stage={here}}} >= {min_sample}), 0, 1)\n"
+            )
+    for record, funnel, z, half, quarter, square in _BOUNDS:
+        window = record.removeprefix("lower_bound")
+        for stage in stages[:-1]:
+            here = json.dumps(stage)
+            p = f"storepulse:checkout_dropoff_ratio:rate{window}{{step={here}}}"
+            n = f"storepulse:funnel_sessions:{funnel}{{stage={here}}}"
+            on = "ignoring (stage, step)"
+            out.append(
+                f"      - record: storepulse:checkout_dropoff_ratio:{record}\n"
+                f"        labels: {{step: {here}}}\n"
+                "        expr: |\n"
+                "          (\n"
+                f"            {p}\n"
+                f"            + {on} ({half} / {n})\n"
+                f"            - {z} * sqrt(\n"
+                f"              {p} * (1 - {p})\n"
+                f"              / {on} {n}\n"
+                f"              + {on} ({quarter} / {n} ^ 2)\n"
+                "            )\n"
+                "          )\n"
+                f"          / {on} (1 + {square} / {n})\n"
             )
     return "".join(out)
 
@@ -84,11 +116,13 @@ def render_rules(settings: Settings) -> str:
     if not begin or not end:
         raise ValueError(f"the rules lack the step block markers ({BEGIN.strip()} ... END)")
     # Outside the step block only: a step name is the user's text, never a placeholder.
-    matcher = key_tiers_matcher(settings.key_tiers)
-    head, tail = (
-        part.replace(MIN_SAMPLE, str(settings.min_sample)).replace(KEY_TIERS, matcher)
-        for part in (head, tail)
-    )
+    values = {
+        MIN_SAMPLE: str(settings.min_sample),
+        KEY_TIERS: key_tiers_matcher(settings.key_tiers),
+        **RULE_PLACEHOLDERS,
+    }
+    for placeholder, value in values.items():
+        head, tail = head.replace(placeholder, value), tail.replace(placeholder, value)
     unknown = sorted(set(_PLACEHOLDER.findall(head + tail)))
     if unknown:
         raise ValueError(f"the rules template has unknown placeholders: {', '.join(unknown)}")

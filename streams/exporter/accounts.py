@@ -76,6 +76,14 @@ class AccountRoutes:
             raise ValueError(f"days must be a whole number from 1 to {_MAX_DAYS}")
         return await recent_range(self.funnel, self.settings, int(text), self.clock)
 
+    async def answer(self, path: str, raw_query: str) -> Answer:
+        """The answer of /api/accounts, /api/reps or /api/accounts/ID."""
+        if path == "/api/accounts":
+            return await self.report(raw_query)
+        if path == "/api/reps":
+            return await self.reps(raw_query)
+        return await self.show(path, raw_query)
+
     async def report(self, raw_query: str) -> Answer:
         query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
         try:

@@ -192,6 +192,19 @@ local function apply_activity(j)
   end
 end
 
+-- A customer new in the ordering set of period `start` (granularity k) is retained there when it
+-- ordered in the period before, and in the period after when it orders there: both counts only
+-- grow, whatever order the facts come in.
+local function count_retained(cust, k, start, before, after)
+  local name = G[k] .. PSEP
+  if redis.call('SISMEMBER', pfx .. K_ORDERING .. name .. before, cust) == 1 then
+    redis.call('HINCRBY', pkey(K_COUNTS, k, start), P_RETAINED, 1)
+  end
+  if kept(after) and redis.call('SISMEMBER', pfx .. K_ORDERING .. name .. after, cust) == 1 then
+    redis.call('HINCRBY', pkey(K_COUNTS, k, after), P_RETAINED, 1)
+  end
+end
+
 local function apply_order(j)
   local cust, oid = rec[j + R_CUSTOMER], rec[j + R_ORDER_ID]
   local ck, cz = pfx .. K_CUSTOMER .. cust, pfx .. K_CUSTOMER_ORDERS .. cust
@@ -206,6 +219,8 @@ local function apply_order(j)
   for k = 1, N_PERIODS do
     periods[k] = rec[j + R_HOUR + k - 1]
   end
+  local before = {string.match(rec[j + R_BEFORE], STARTS_PATTERN)}
+  local after = {string.match(rec[j + R_AFTER], STARTS_PATTERN)}
   local text = table.concat({ts, units, cur, ch, dev, unpack(periods)}, DETAIL_SEP)
   redis.call('HSET', ck, C_ORDER .. oid, text)
   redis.call('ZADD', cz, ts, oid)
@@ -215,6 +230,9 @@ local function apply_order(j)
     local added = 0
     if kept(start) then
       added = redis.call('SADD', pkey(K_ORDERING, k, start), cust)
+      if added == 1 then
+        count_retained(cust, k, start, before[k], after[k])
+      end
       local pc = pkey(K_COUNTS, k, start)
       redis.call('HINCRBY', pc, P_ORDERS, 1)
       redis.call('HINCRBY', pc, P_REVENUE .. SEP .. cur, units)

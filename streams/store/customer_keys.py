@@ -37,6 +37,7 @@ __all__ = [
     "COUNT_NEW_DEVICE",
     "COUNT_ORDERS",
     "COUNT_REPEAT",
+    "COUNT_RETAINED",
     "COUNT_REVENUE",
     "CUSTOMER",
     "CUSTOMER_ORDERS",
@@ -83,6 +84,10 @@ COUNT_REVENUE = "r"  # r|<currency>: their revenue, ten-thousandths
 COUNT_NEW_CHANNEL = "nc"  # nc|<channel>: new customers by acquisition channel
 COUNT_NEW_DEVICE = "nd"  # nd|<device>
 COUNT_REPEAT = "rp"  # customers whose second order is in the period
+# Customers ordering in the period and the one before: counted when a customer joins a
+# period's ordering set, against the sets of the periods before and after (a set only grows,
+# so the count is exact in any order; reading it needs no intersection of large sets).
+COUNT_RETAINED = "rt"
 
 # Fields of COHORT_VALUES (of the cohort starting at the key's period).
 VALUE_CUSTOMERS = "n"  # n|<period start>: the cohort's customers ordering in that period
@@ -133,6 +138,8 @@ class FactRecord(NamedTuple):
     day: str
     week: str
     month: str
+    before: str  # order: starts of the periods before those, DETAIL_SEP-joined; else ''
+    after: str  # order: starts of the periods after them; else ''
     history: str  # "<orders>\t<first_ms>\t<last_ms>", '' unless a history fact
     session_id: str  # activity and order facts: the session and user ('' without one)
     user_id: str
@@ -172,11 +179,13 @@ def _constants() -> dict[str, str | int]:
         "MINUS": "-",  # a negated amount: HINCRBY of "-" .. units (exact past 2^53)
         "DETAIL_PATTERN": _pattern(9),
         "HISTORY_PATTERN": _pattern(3),
+        "STARTS_PATTERN": _pattern(4),
         "P_ORDERS": COUNT_ORDERS,
         "P_REVENUE": COUNT_REVENUE,
         "P_NEW_CHANNEL": COUNT_NEW_CHANNEL,
         "P_NEW_DEVICE": COUNT_NEW_DEVICE,
         "P_REPEAT": COUNT_REPEAT,
+        "P_RETAINED": COUNT_RETAINED,
         "V_CUSTOMERS": VALUE_CUSTOMERS,
         "V_REVENUE": VALUE_REVENUE,
         "V_ORDERS": VALUE_ORDERS,

@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry
 from streams.settings import Settings
 from streams.store.customers import CustomerStore
 from streams.store.directory import DirectoryStore
-from streams.worker.app import StorepulseApp, faust_options, raw_topic, wire
+from streams.worker.app import StorepulseApp, raw_topic, stage_options, wire
 from streams.worker.customer_batch import FactBatchBuilder
 from streams.worker.deadletters import DeadLetterProducer
 from streams.worker.directory_feed import DirectoryFeed
+from streams.worker.metrics import Endpoint, web_port
 from streams.worker.processor import BatchProcessor, ConsumerControl
 
 __all__ = ["CustomerApp", "create_customer_app", "customer_group"]
@@ -40,10 +41,10 @@ def customer_group(settings: Settings) -> str:
 class CustomerApp(StorepulseApp):
     """The worker app applying the customer topic's facts."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry, **kwargs: Any) -> None:
-        super().__init__(settings, registry, app_id=customer_group(settings), **kwargs)
+    def __init__(self, settings: Settings, endpoint: Endpoint, **kwargs: Any) -> None:
+        super().__init__(settings, endpoint, app_id=customer_group(settings), **kwargs)
         self.source_topic = settings.customer_topic
-        self.web_port = settings.customer_worker_web_port
+        self.web_port = web_port(settings, "customers")
         self.feed_stopping = asyncio.Event()
         self.feed_task: asyncio.Task[None] | None = None
         self.feed_dlq: DeadLetterProducer | None = None
@@ -78,13 +79,14 @@ class CustomerApp(StorepulseApp):
 
 
 def create_customer_app(
-    settings: Settings, registry: CollectorRegistry | None = None
+    settings: Settings, registry: CollectorRegistry | None = None, endpoint: Endpoint | None = None
 ) -> CustomerApp:
-    """The customer stage's app for these settings (tests pass their own registry)."""
-    options = faust_options(settings)
+    """The customer stage's app for these settings (tests pass their own registry;
+    `storepulse customers-worker` the endpoint it serves already)."""
+    options = stage_options(settings)
     options["datadir"] = str(settings.state_dir / "faust" / customer_group(settings))
     options["topic_partitions"] = settings.customer_partition_count
-    app = CustomerApp(settings, registry or CollectorRegistry(), **options)
+    app = CustomerApp(settings, endpoint or Endpoint(registry), **options)
     source = raw_topic(app, settings, settings.customer_topic, settings.customer_partition_count)
-    wire(app, source, "storepulse.customers")
+    wire(app, source)
     return app

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from streams.contract.events import Rejected
 from streams.contract.facts import ActivityFact, HistoryFact, OrderFact, parse_fact
 from streams.contract.funnel import PartitionCursor, fingerprint, segment_label
-from streams.contract.periods import period_starts
+from streams.contract.periods import PERIODS, next_start, period_starts, previous_start
 from streams.settings import Settings
 from streams.store.customer_keys import DETAIL_SEP, FactRecord
 from streams.store.funnel import BatchCall, SessionLimit
@@ -54,8 +54,8 @@ class FactBatchBuilder:
                 continue
             if isinstance(fact, HistoryFact):
                 history = DETAIL_SEP.join((fact.orders, fact.first_order_ms, fact.last_order_ms))
-                blank = [""] * 10
-                # The slots of FactRecord: kind, customer, ten blanks, history, session, user.
+                blank = [""] * 12
+                # The slots of FactRecord: kind, customer, twelve blanks, history, session, user.
                 events += [fact.kind, fact.customer, *blank, history, "", ""]
                 continue
             if isinstance(fact, ActivityFact):
@@ -69,7 +69,14 @@ class FactBatchBuilder:
                 channel = segment_label(fact.channel, channels)
                 device = segment_label(fact.device, devices)
             cursor.accept(ts)
-            hour, day, week, month = (str(s) for s in period_starts(ts // 1_000))
+            starts = period_starts(ts // 1_000)
+            hour, day, week, month = (str(s) for s in starts)
+            before = after = ""
+            if isinstance(fact, OrderFact):
+                # The neighbours of each period, for the retained count (customer_keys.py).
+                pairs = list(zip(PERIODS, starts, strict=True))
+                before = DETAIL_SEP.join(str(previous_start(g, s)) for g, s in pairs)
+                after = DETAIL_SEP.join(str(next_start(g, s)) for g, s in pairs)
             events += FactRecord(
                 fact.kind,
                 fact.customer,
@@ -83,6 +90,8 @@ class FactBatchBuilder:
                 day,
                 week,
                 month,
+                before,
+                after,
                 "",
                 fact.session_id,
                 fact.user_id,

@@ -18,6 +18,7 @@ ALLOWED_LITERALS = {
     "HINCRBY",
     "SADD",
     "SREM",
+    "SISMEMBER",
     "ZADD",
     "ZRANGE",
     "ZREM",
