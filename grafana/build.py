@@ -316,13 +316,14 @@ def _funnel(steps: Sequence[str]) -> list[Any]:
 def _alerts() -> list[Any]:
     abandonment = _timeseries(
         "Cart abandonment vs its alert threshold",
-        "CartAbandonmentSpike fires when the 15-minute abandonment stays above the threshold "
-        "(6 h baseline + 10 points, at least 60 %) for 10 minutes with at least 50 carts.",
+        "CartAbandonmentSpike fires when the lower confidence bound of the 15-minute (or "
+        "3-minute) abandonment stays above the threshold for a minute: the baseline (the same "
+        "time yesterday and a week ago, else the last 6 h) + 10 points; 95 % with no history.",
         [
             _query(f"storepulse:cart_abandonment_ratio:rate15m{{{_SEGMENT}}}", "abandonment 15m"),
             _query(
-                f"storepulse:cart_abandonment_ratio:rate6h_offset15m{{{_SEGMENT}}}",
-                "baseline 6h",
+                f"storepulse:cart_abandonment_ratio:baseline{{{_SEGMENT}}}",
+                "baseline",
                 ref="B",
             ),
             _query(
@@ -338,13 +339,14 @@ def _alerts() -> list[Any]:
     abandonment = abandonment.with_override(*_dashed_red("C"))
     conversion = _timeseries(
         "Conversion vs its alert threshold",
-        "ConversionDrop fires when the 15-minute conversion stays below half its 6 h baseline "
-        "for 15 minutes, when the baseline predicts at least 20 orders in 15 minutes.",
+        "ConversionDrop fires when the upper confidence bound of the orders per usual visit "
+        "(15 or 3 minutes; visits above the baseline's do not count) stays below the "
+        "threshold for a minute: 70 % of the baseline; 0.3 % with no history.",
         [
             _query(f"storepulse:conversion_ratio:rate15m{{{_SEGMENT}}}", "conversion 15m"),
             _query(
-                f"storepulse:conversion_ratio:rate6h_offset15m{{{_SEGMENT}}}",
-                "baseline 6h",
+                f"storepulse:conversion_ratio:baseline{{{_SEGMENT}}}",
+                "baseline",
                 ref="B",
             ),
             _query(
@@ -690,6 +692,93 @@ def _customers() -> list[Any]:
     ]
 
 
+def _accounts() -> list[Any]:
+    window = "the 30 days of whole hours ending with the current hour"
+    return [
+        _stat(
+            "Active accounts, 30 days",
+            f"Accounts with an accepted event in {window} (docs/semantics.md, Accounts).",
+            "sum(max without (instance) (storepulse_accounts_active))",
+            "short",
+            _thresholds(_BLUE),
+            decimals=0,
+        ),
+        _stat(
+            "Ordering accounts, 30 days",
+            f"Accounts with a counted order in {window}.",
+            "sum(max without (instance) (storepulse_accounts_ordering))",
+            "short",
+            _thresholds(_BLUE),
+            decimals=0,
+        ),
+        _stat(
+            "Accounts at risk",
+            "Accounts with 3 orders at least, quiet for longer than STOREPULSE_AT_RISK_FACTOR "
+            "times the median gap between them, at the end of the current hour.",
+            "sum(storepulse:accounts_at_risk:max)",
+            "short",
+            _thresholds(_GREEN, (1, _ORANGE)),
+            decimals=0,
+        ),
+        _timeseries(
+            "Accounts at risk by tier",
+            "At-risk accounts per tier (KeyAccountsQuiet watches the tiers of "
+            "STOREPULSE_KEY_TIERS against their mean of the 7 days before yesterday).",
+            [_query("storepulse:accounts_at_risk:max", "{{tier}}")],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+        _timeseries(
+            "Active and ordering accounts by tier",
+            f"Accounts active and ordering in {window}, per tier (unassigned: not in the "
+            "directory).",
+            [
+                _query("max by (tier) (storepulse_accounts_active)", "active {{tier}}"),
+                _query(
+                    "max by (tier) (storepulse_accounts_ordering)", "ordering {{tier}}", ref="B"
+                ),
+            ],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+        _timeseries(
+            "Usage rate by tier",
+            "Ordering users / active users of each tier's accounts over the 30 days: the share "
+            "of the accounts' users who use the site to order (not exported below "
+            "STOREPULSE_MIN_SAMPLE active users).",
+            [_query("max by (tier) (storepulse_account_usage_ratio)", "{{tier}}")],
+            "percentunit",
+            span=12,
+            minimum=0,
+            maximum=1,
+        ),
+        _timeseries(
+            "Revenue by tier, 30 days",
+            f"Revenue of each tier's accounts in {window}, per currency.",
+            [
+                _query(
+                    "max by (tier, currency) (storepulse_account_revenue)",
+                    "{{tier}} {{currency}}",
+                )
+            ],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+        _timeseries(
+            "Accounts at risk by sales rep",
+            "At-risk accounts per sales rep (none: accounts without one). Served only with "
+            "STOREPULSE_EXPORT_REP_LABELS=true and at most 200 reps in the directory.",
+            [_query("max by (sales_rep) (storepulse_rep_accounts_at_risk)", "{{sales_rep}}")],
+            "short",
+            span=12,
+            minimum=0,
+        ),
+    ]
+
+
 def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, Any]:
     """The dashboard as a JSON-ready dict, its funnel panel for these checkout steps."""
     builder = (
@@ -720,10 +809,11 @@ def build_dashboard(checkout_steps: Sequence[str] = DEFAULT_STEPS) -> dict[str, 
     sections: list[tuple[str, list[Any]]] = [
         ("Headline KPIs", _headline()),
         ("Funnel", _funnel(checkout_steps)),
-        ("Alerts and their thresholds (15 min vs 6 h baseline)", _alerts()),
+        ("Alerts and their thresholds (15 min vs the baseline)", _alerts()),
         ("By channel and device", _segments()),
         ("Sessions and carts", _carts()),
         ("Customers (the customer stage)", _customers()),
+        ("Accounts (B2B)", _accounts()),
         ("Pipeline health", _pipeline()),
     ]
     panel_id = 0

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "DEFAULT_ACCOUNT_TIERS",
     "DEFAULT_CHANNEL_WEIGHTS",
     "DEFAULT_COUNTRY_WEIGHTS",
     "DEFAULT_CVR_FACTORS",
@@ -57,6 +58,10 @@ DEFAULT_CVR_FACTORS: dict[str, dict[str, float]] = {
 }
 
 
+# The tiers of generated accounts and their shares (KeyAccountsQuiet watches the first two).
+DEFAULT_ACCOUNT_TIERS = (("platinum", 0.05), ("gold", 0.15), ("silver", 0.3), ("bronze", 0.5))
+
+
 def weights_for(
     names: Sequence[str], defaults: Mapping[str, float], overrides: Mapping[str, float]
 ) -> tuple[tuple[str, float], ...]:
@@ -105,9 +110,19 @@ class TrafficConfig:
     # order within STOREPULSE_RECOVERY_WINDOW_SECONDS of its end.
     cart_return_share: float = 0.2
     cart_return_delay_s: float = 2 * 86_400.0
+    # B2B accounts (producers/accounts.py): tiers and their shares, sales reps, and the share
+    # of accounts that stop coming somewhere in [0.5, 1.5) x slowing_after_s into the run.
+    account_tiers: tuple[tuple[str, float], ...] = DEFAULT_ACCOUNT_TIERS
+    sales_reps: int = 8
+    slowing_share: float = 0.1
+    slowing_after_s: float = 86_400.0
     catalog_size: int = 5_000
     daily_amplitude: float = 0.0
     daily_peak_hour: float = 20.0
+    # Conversion following the day: the cart rate x (1 + cvr_daily_amplitude cos), peaking at
+    # daily_peak_hour like the traffic (evening shoppers buy more); its mean stays `cvr`.
+    cvr_daily_amplitude: float = 0.0
+    weekend_dip: float = 0.0  # arrivals on Saturdays and Sundays (UTC) x (1 - weekend_dip)
     late_share: float = 0.0
     max_delay_s: float = 30.0
     duplicate_share: float = 0.0
@@ -131,10 +146,15 @@ class TrafficConfig:
             "bounce_share": self.bounce_share,
             "removal_share": self.removal_share,
             "cart_return_share": self.cart_return_share,
+            "slowing_share": self.slowing_share,
+            "cvr_daily_amplitude": self.cvr_daily_amplitude,
+            "weekend_dip": self.weekend_dip,
         }
         for name, value in shares.items():
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.weekend_dip >= 1:
+            raise ValueError("weekend_dip must be below 1 (no weekend traffic at all)")
         if self.loss_share >= 1:
             raise ValueError("loss_share must be below 1 (nothing would be sent)")
         if not 0 < self.cvr < 1 or not 0 <= self.abandonment < 1:
@@ -155,6 +175,10 @@ class TrafficConfig:
             raise ValueError(f"cart_return_delay must be positive, got {self.cart_return_delay_s}")
         if self.warmup_s < 0:
             raise ValueError("warmup must be >= 0")
+        if self.sales_reps < 1 or not self.account_tiers:
+            raise ValueError("sales_reps must be >= 1 and account_tiers not empty")
+        if not 0 < self.slowing_after_s < math.inf:
+            raise ValueError(f"slowing_after must be positive, got {self.slowing_after_s}")
         if not 0 < self.think_scale <= 100 or not math.isfinite(self.think_scale):
             raise ValueError(f"think_scale must be in (0, 100], got {self.think_scale}")
         for dim, factors in self.cvr_factors.items():
@@ -176,6 +200,7 @@ class TrafficConfig:
         if any(m <= 0 for m in means.values()):
             raise ValueError("conversion factors give every segment zero conversion")
         out: dict[tuple[str, str, str], float] = {}
+        peak = 1.0 + cfg.cvr_daily_amplitude  # the daily conversion shape at its highest
         for ch, _ in cfg.channels:
             for dev, _ in cfg.devices:
                 for co, _ in cfg.countries:
@@ -183,11 +208,11 @@ class TrafficConfig:
                     rate = (
                         cfg.cart_rate * f / (means["channel"] * means["device"] * means["country"])
                     )
-                    if rate > 1:
+                    if rate * peak > 1:
                         raise ValueError(
                             f"cvr {cfg.cvr} with abandonment {cfg.abandonment} and the segment "
-                            f"factors needs a cart rate of {rate:.2f} for {ch}/{dev}/{co}; "
-                            "lower --cvr, --abandonment or the factors"
+                            f"factors needs a cart rate of {rate * peak:.2f} for {ch}/{dev}/{co}; "
+                            "lower --cvr, --abandonment, --cvr-daily-shape or the factors"
                         )
                     out[(ch, dev, co)] = rate
         return out

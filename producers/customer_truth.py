@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from producers.model import SessionMark, money
+from producers.entries import SessionMark, money
 from streams.contract.times import iso
 
 __all__ = ["CustomerTruth"]

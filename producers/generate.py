@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from producers.config import TrafficConfig
-from producers.manifest import build_manifest, write_manifest
-from producers.model import LOST, Entry, TrafficModel
+from producers.entries import LOST, Entry
+from producers.manifest import build_manifest, directory_path, write_manifest, write_text
+from producers.model import TrafficModel
 from producers.rate import Pacer, Progress
 from producers.scenarios import Scenario, Timeline
 from producers.sinks import FileSink, KafkaSink, Sink, create_topics, start_sink
@@ -244,6 +245,9 @@ async def generate(
         truth=truth.totals(),
     )
     if opts.manifest:
+        # The account directory beside the manifest (`storepulse accounts load` reads it).
+        directory = directory_path(opts.manifest)
+        write_text(directory, model.accounts.directory_csv())
         manifest = build_manifest(
             seed=seed,
             arguments=opts.arguments,
@@ -254,6 +258,8 @@ async def generate(
             scenarios=opts.scenarios,
             truth=truth,
             report=report.as_dict(),
+            accounts=model.accounts,
+            directory=directory,
         )
         write_manifest(opts.manifest, manifest)
     return report

@@ -9,15 +9,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from producers.accounts import AccountBook
 from producers.config import TrafficConfig
 from producers.scenarios import Scenario
 from producers.truth import BUCKET_MS, GroundTruth
 from streams.contract.times import format_ts
 from streams.settings import Settings
 
-__all__ = ["MANIFEST_VERSION", "build_manifest", "read_manifest", "write_manifest"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "build_manifest",
+    "directory_path",
+    "read_manifest",
+    "write_manifest",
+    "write_text",
+]
 
 MANIFEST_VERSION = 1
+_HOUR_MS = 3_600_000
 
 
 def build_manifest(
@@ -31,6 +40,8 @@ def build_manifest(
     scenarios: Sequence[Scenario],
     truth: GroundTruth,
     report: dict[str, Any],
+    accounts: AccountBook | None = None,
+    directory: str | None = None,
 ) -> dict[str, Any]:
     """A JSON-ready manifest; see docs/producers.md for every field."""
     placed = []
@@ -62,6 +73,10 @@ def build_manifest(
             "pass_rates": [round(p, 6) for p in config.pass_rates()],
             "warmup_s": config.warmup_s,
             "think_scale": config.think_scale,
+            "daily_amplitude": config.daily_amplitude,
+            "cvr_daily_amplitude": config.cvr_daily_amplitude,
+            "weekend_dip": config.weekend_dip,
+            "peak_hour": config.daily_peak_hour,
             "channels": dict(config.channels),
             "devices": dict(config.devices),
             "countries": dict(config.countries),
@@ -78,6 +93,10 @@ def build_manifest(
             "removal_share": config.removal_share,
             "cart_return_share": config.cart_return_share,
             "cart_return_delay_s": config.cart_return_delay_s,
+            "account_tiers": dict(config.account_tiers),
+            "sales_reps": config.sales_reps,
+            "slowing_share": config.slowing_share,
+            "slowing_after_s": config.slowing_after_s,
         },
         "sink": sink,
         "start": format_ts(start_ms),
@@ -90,6 +109,7 @@ def build_manifest(
         "totals": truth.totals(),
         "minutes": truth.minutes(),
         "customers": {"totals": truth.customers.totals(), "days": truth.customers.days()},
+        "accounts": _accounts(truth, accounts, directory, settings),
         "sessions": _sessions(truth),
     }
 
@@ -104,19 +124,56 @@ def _sessions(truth: GroundTruth) -> dict[str, Any]:
     }
 
 
-def write_manifest(path: str, manifest: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half a manifest."""
+def _accounts(
+    truth: GroundTruth, book: AccountBook | None, directory: str | None, settings: Settings
+) -> dict[str, Any] | None:
+    """The accounts of the run: its whole hours, the directory file, each account's figures
+    over them (`storepulse accounts report --from FROM --to TO` must say the same)."""
+    if book is None or truth.first_ts is None or truth.last_ts is None:
+        return None
+    first = truth.first_ts // _HOUR_MS * _HOUR_MS
+    end = (truth.last_ts // _HOUR_MS + 1) * _HOUR_MS
+    rows = truth.accounts.accounts(book, end, settings.at_risk_factor)
+    return {
+        "directory": directory,
+        "from": format_ts(first),
+        "to": format_ts(end),
+        "at_risk_factor": str(settings.at_risk_factor),
+        "totals": {
+            "accounts": len(book.profiles),
+            "in_directory": sum(p.in_directory for p in book.profiles),
+            "active_accounts": len(rows),
+            "ordering_accounts": sum(1 for r in rows if r["orders"]),
+            "at_risk_accounts": sum(1 for r in rows if r["at_risk"]),
+            "slowing_accounts": sum(p.slows_at_ms is not None for p in book.profiles),
+        },
+        "per_account": rows,
+    }
+
+
+def directory_path(manifest: str) -> str:
+    """The account directory written beside a manifest: NAME.accounts.csv for NAME.json."""
+    path = Path(manifest)
+    return str(path.with_name(path.name.removesuffix(".json") + ".accounts.csv"))
+
+
+def write_text(path: str, text: str) -> None:
+    """Write atomically (temp file + rename), so a reader never sees half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(manifest, fh, indent=1)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_manifest(path: str, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically."""
+    write_text(path, json.dumps(manifest, indent=1) + "\n")
 
 
 def read_manifest(path: str) -> dict[str, Any]:

@@ -9,52 +9,53 @@ import random
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
+from producers.accounts import AccountBook
 from producers.config import TrafficConfig
-from producers.invalid import INVALID_KINDS, invalid_line
-from producers.marks import SessionMark, money
+from producers.entries import (
+    DUP,
+    INVALID,
+    LATE,
+    LOST,
+    VALID,
+    Entry,
+    SessionMark,
+    invalid_line,
+    money,
+)
 from producers.scenarios import Timeline
 from streams.contract.encode import event_line
 from streams.contract.funnel import NO_STAGE, funnel_stages
 from streams.contract.times import format_ts
 
 __all__ = [
-    "DUP",
-    "INVALID",
-    "INVALID_KINDS",
-    "LATE",
-    "LOST",
-    "VALID",
-    "Entry",
-    "SessionMark",
+    "BROWSE_EXTRA_PAGES",
+    "EXTRA_ITEMS",
+    "GEOMETRIC_CAP",
+    "MAX_GAP_S",
+    "ORDER_GAP",
+    "PAGE_GAP",
+    "PRE_CART_EXTRA_PAGES",
+    "STEP_GAP",
+    "SURGE_CART_FACTOR",
+    "SURGE_EXTRA_PAGES",
     "TrafficModel",
-    "invalid_line",
-    "money",
 ]
 
-# Entry kinds. VALID and LATE are first copies of valid events (LATE: delivered after its ts by up
-# to max_delay), DUP a re-sent copy (same bytes, same event_id), INVALID an extra bad line and LOST
-# an event the tracker never sent (no line; it is kept only to be counted when its time comes).
-VALID, LATE, DUP, INVALID, LOST = 0, 1, 2, 3, 4
-
-
-# Think times in seconds, log-normal (log of the median, sigma), capped at _MAX_GAP_S: about half
+# Think times in seconds, log-normal (log of the median, sigma), capped at MAX_GAP_S: about half
 # a minute per page, a little less per checkout step, a few seconds from review to the order.
-_PAGE_GAP = (math.log(20.0), 0.8)
-_STEP_GAP = (math.log(25.0), 0.6)
-_ORDER_GAP = (math.log(8.0), 0.5)
-_MAX_GAP_S = 600.0
-_BROWSE_EXTRA_PAGES = 2.5  # mean extra pages of a session that never carts (1 + 2.5 = 3.5)
-_PRE_CART_EXTRA_PAGES = 2.0  # mean pages before the first add to cart, beyond the landing page
-_EXTRA_ITEMS = 0.6  # mean items beyond the first in a basket
-_SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
-_SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
-_GEOMETRIC_CAP = 50
+# Public, with the session shape below, for the backtest's aggregate twin of this model
+# (storepulse.backtest.simulate), which must draw the same distributions.
+PAGE_GAP = (math.log(20.0), 0.8)
+STEP_GAP = (math.log(25.0), 0.6)
+ORDER_GAP = (math.log(8.0), 0.5)
+MAX_GAP_S = 600.0
+BROWSE_EXTRA_PAGES = 2.5  # mean extra pages of a session that never carts (1 + 2.5 = 3.5)
+PRE_CART_EXTRA_PAGES = 2.0  # mean pages before the first add to cart, beyond the landing page
+EXTRA_ITEMS = 0.6  # mean items beyond the first in a basket
+SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
+SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
+GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
-
-
-# (emit_ms, seq, kind, line, key, session, stage, ts_ms); heap order is (emit_ms, seq). For
-# INVALID entries the stage slot holds the index in INVALID_KINDS.
-Entry = tuple[int, int, int, str | None, str | None, SessionMark | None, int, int]
 
 
 def _cumulative(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
@@ -80,6 +81,15 @@ class TrafficModel:
         # Customers coming back to order again: (event time ms, seq, user_id, account index).
         self._returns: list[tuple[int, int, str, int]] = []
         rng = self._rng
+        self.accounts = AccountBook(
+            config.accounts,
+            config.account_tiers,
+            config.sales_reps,
+            config.slowing_share,
+            config.slowing_after_s,
+            seed,
+            start_ms,
+        )
         self._channels = _cumulative(config.channels)
         self._devices = _cumulative(config.devices)
         self._countries = _cumulative(config.countries)
@@ -101,11 +111,12 @@ class TrafficModel:
 
     # Expectations -------------------------------------------------------------------------
 
-    def expected_events_per_session(self, surge: bool = False) -> float:
-        """Mean valid events per session (before loss, duplicates and scenarios)."""
-        cart = self.config.cart_rate * (_SURGE_CART_FACTOR if surge else 1.0)
+    def expected_events_per_session(self, surge: bool = False, cart_factor: float = 1.0) -> float:
+        """Mean valid events per session (before loss, duplicates and scenarios); cart_factor
+        multiplies the cart rate (the daily conversion shape, a conversion drop)."""
+        cart = self.config.cart_rate * (SURGE_CART_FACTOR if surge else 1.0) * cart_factor
         bounce = self.config.bounce_share
-        browse = 1.0 + (1.0 - bounce) * (_SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+        browse = 1.0 + (1.0 - bounce) * (SURGE_EXTRA_PAGES if surge else BROWSE_EXTRA_PAGES)
         reach, steps = 1.0, 0.0
         for p in self._pass:
             reach *= p
@@ -115,7 +126,7 @@ class TrafficModel:
     def _carting_events(self, steps: float) -> float:
         # landing + pre-cart pages, one add_to_cart per item, one page per extra item, a
         # removal now and then, steps
-        pages = 1.0 + _PRE_CART_EXTRA_PAGES + (1.0 + _EXTRA_ITEMS) + _EXTRA_ITEMS
+        pages = 1.0 + PRE_CART_EXTRA_PAGES + (1.0 + EXTRA_ITEMS) + EXTRA_ITEMS
         return pages + self.config.removal_share + steps
 
     def returns_per_session(self, elapsed_s: float) -> float:
@@ -149,20 +160,45 @@ class TrafficModel:
         return known * (cfg.cvr * total + abandoned * back)
 
     def daily_shape(self, ms: int) -> float:
-        """Arrival multiplier of the daily shape (mean 1), peaking at daily_peak_hour UTC."""
-        amp = self.config.daily_amplitude
-        if not amp:
+        """Arrival multiplier at ms: the daily shape (mean 1, peaking at daily_peak_hour UTC)
+        times 1 - weekend_dip on Saturdays and Sundays (UTC)."""
+        cfg = self.config
+        shape = 1.0
+        if cfg.daily_amplitude:
+            hours = (ms / 3_600_000.0) % 24.0
+            shape += cfg.daily_amplitude * math.cos(
+                2.0 * math.pi * (hours - cfg.daily_peak_hour) / 24.0
+            )
+        # The epoch began on a Thursday: day 2 of a week counted from it is Saturday.
+        if cfg.weekend_dip and (ms // 86_400_000) % 7 in (2, 3):
+            shape *= 1.0 - cfg.weekend_dip
+        return shape
+
+    def cart_shape(self, ms: int) -> float:
+        """Cart-rate multiplier of the daily conversion shape at ms (mean 1)."""
+        cfg = self.config
+        if not cfg.cvr_daily_amplitude:
             return 1.0
         hours = (ms / 3_600_000.0) % 24.0
-        return 1.0 + amp * math.cos(2.0 * math.pi * (hours - self.config.daily_peak_hour) / 24.0)
+        return 1.0 + cfg.cvr_daily_amplitude * math.cos(
+            2.0 * math.pi * (hours - cfg.daily_peak_hour) / 24.0
+        )
 
     def expected_rate(self, ms: int) -> float:
-        """Expected lines per second at event time ms (daily shape, surges and losses included)."""
+        """Expected lines per second at event time ms (daily and weekly shapes, conversion shape,
+        surges, drops and losses included)."""
         cfg = self.config
         offset = (ms - self.start_ms) / 1_000.0
         surge = self.timeline.surge(offset) if self.timeline.has_surges else 0.0
-        events = self.daily_shape(ms) * self.events_per_session
-        events += surge * self.events_per_surge_session
+        factor = self.cart_shape(ms)
+        if self.timeline.has_drops:
+            factor *= 1.0 - self.timeline.conversion_drop(offset)
+        if factor == 1.0:
+            normal, extra = self.events_per_session, self.events_per_surge_session
+        else:
+            normal = self.expected_events_per_session(False, factor)
+            extra = self.expected_events_per_session(True, factor)
+        events = self.daily_shape(ms) * normal + surge * extra
         elapsed_s = offset + cfg.warmup_s
         events += self.returns_per_session(elapsed_s) * self.events_per_return_session
         kept = (1.0 - cfg.loss_share) * (1.0 - self.timeline.loss(offset))
@@ -184,6 +220,9 @@ class TrafficModel:
             while not heap or min(arrival, returns[0][0] if returns else arrival) <= heap[0][0]:
                 if returns and returns[0][0] <= arrival:
                     at, _, user, account = pop(returns)
+                    if account >= 0 and self.accounts.quiet(account, at):
+                        # A slowing account stopped coming: the visit is another account's.
+                        account = self.accounts.pick(rng, at)
                     self._session(at, False, (user, account))
                     continue
                 at = math.floor(arrival)
@@ -196,13 +235,13 @@ class TrafficModel:
 
     def _gap(self, rng: random.Random, params: tuple[float, float]) -> int:
         seconds = math.exp(rng.gauss(params[0], params[1]))
-        return round(min(_MAX_GAP_S, seconds) * self._gap_ms)
+        return round(min(MAX_GAP_S, seconds) * self._gap_ms)
 
     @staticmethod
     def _geometric(rng: random.Random, mean: float) -> int:
         stay = mean / (1.0 + mean)
         n = 0
-        while n < _GEOMETRIC_CAP and rng.random() < stay:
+        while n < GEOMETRIC_CAP and rng.random() < stay:
             n += 1
         return n
 
@@ -226,7 +265,7 @@ class TrafficModel:
             who["user_id"] = user
         elif rand() < cfg.b2b_share:
             b2b = True
-            account = rng.randrange(cfg.accounts)
+            account = self.accounts.pick(rng, arrival)
             who["user_id"] = f"b2b-{account:05d}-{rng.randrange(cfg.users_per_account):02d}"
         elif rand() < cfg.returning_share:
             who["user_id"] = f"u-{rng.randrange(cfg.users):07d}"
@@ -238,9 +277,16 @@ class TrafficModel:
         login_at_cart = login_at_cart and rand() < cfg.login_at_cart_share
         segment: dict[str, object] = {"channel": channel, "device": device, "country": country}
         currency = cfg.currency
-        cart_rate = 1.0 if buyer else self._cart_by_segment[(channel, device, country)]
+        cart_rate = (
+            1.0
+            if buyer
+            else self._cart_by_segment[(channel, device, country)] * self.cart_shape(arrival)
+        )
         if surge:
-            cart_rate *= _SURGE_CART_FACTOR
+            cart_rate *= SURGE_CART_FACTOR
+        if self.timeline.has_drops:
+            # A broken search or product page: some shoppers who would cart leave instead.
+            cart_rate *= 1.0 - self.timeline.conversion_drop((arrival - self.start_ms) / 1_000.0)
         catalog = self._catalog
         size = len(catalog)
         gap = self._gap
@@ -251,27 +297,27 @@ class TrafficModel:
         if rand() >= cart_rate:
             pages = 1
             if rand() >= cfg.bounce_share:  # else a bounce: one page, gone
-                pages += self._geometric(rng, _SURGE_EXTRA_PAGES if surge else _BROWSE_EXTRA_PAGES)
+                pages += self._geometric(rng, SURGE_EXTRA_PAGES if surge else BROWSE_EXTRA_PAGES)
             for i in range(pages):
                 if i:
-                    t += gap(rng, _PAGE_GAP)
+                    t += gap(rng, PAGE_GAP)
                 # Popular products are viewed more: index density falls off like a square law.
                 add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
             self._push_session(sid, segment, events, 0, {} if login_at_cart else who, 0)
             return
         add((t, 0, "visit", {"page": "/"}))
-        for _ in range(self._geometric(rng, _PRE_CART_EXTRA_PAGES)):
-            t += gap(rng, _PAGE_GAP)
+        for _ in range(self._geometric(rng, PRE_CART_EXTRA_PAGES)):
+            t += gap(rng, PAGE_GAP)
             add((t, 0, "visit", {"page": f"/p/{catalog[int(size * rand() ** 2)][0]}"}))
         basket = 0
         login_ts = 0
         items: list[tuple[str, int, int]] = []
-        for i in range(1 + self._geometric(rng, _EXTRA_ITEMS)):
+        for i in range(1 + self._geometric(rng, EXTRA_ITEMS)):
             sku, price = catalog[int(size * rand() ** 2)]
             if i:
-                t += gap(rng, _PAGE_GAP)
+                t += gap(rng, PAGE_GAP)
                 add((t, 0, "visit", {"page": f"/p/{sku}"}))
-            t += gap(rng, _PAGE_GAP) // 4  # the button is near: a few seconds
+            t += gap(rng, PAGE_GAP) // 4  # the button is near: a few seconds
             if login_at_cart and not i:
                 login_ts = t
             r = rand()
@@ -291,7 +337,7 @@ class TrafficModel:
             out = 1 + rng.randrange(qty)
             if len(items) == 1:  # something stays in the cart
                 out = min(out, qty - 1)
-            t += gap(rng, _PAGE_GAP) // 4
+            t += gap(rng, PAGE_GAP) // 4
             if out:
                 basket -= out * price
                 add((t, NO_STAGE, "remove_from_cart", {"sku": sku, "quantity": out}))
@@ -299,7 +345,7 @@ class TrafficModel:
         timeline = self.timeline
         revenue_cents = 0
         for k, p in enumerate(self._pass):
-            t += gap(rng, _STEP_GAP if k < len(steps) else _ORDER_GAP)
+            t += gap(rng, STEP_GAP if k < len(steps) else ORDER_GAP)
             if buyer is None and rand() >= p:
                 break
             if k == len(steps):
@@ -314,9 +360,13 @@ class TrafficModel:
                 user_id = who.get("user_id")
                 q = cfg.repurchase_probability
                 if isinstance(user_id, str) and q and rand() < q:
-                    # The customer comes back (the interval is event time, not think time).
+                    # The customer comes back (the interval is event time, not think time),
+                    # an account at its own cadence.
                     self._seq += 1
-                    back = t + round(rng.expovariate(1.0 / cfg.repurchase_interval_s) * 1_000)
+                    mean = cfg.repurchase_interval_s
+                    if account >= 0:
+                        mean *= self.accounts.profiles[account].cadence
+                    back = t + round(rng.expovariate(1.0 / mean) * 1_000)
                     heapq.heappush(self._returns, (back, self._seq, user_id, account))
                 break
             step = steps[k]
@@ -362,6 +412,10 @@ class TrafficModel:
         mark.revenue_cents = revenue
         customer = who.get("account_id") or who.get("user_id")
         mark.customer = customer if isinstance(customer, str) else None
+        account, user = who.get("account_id"), who.get("user_id")
+        mark.account = account if isinstance(account, str) else None
+        mark.user = user if isinstance(user, str) else None
+        mark.session_id = sid
         mark.login_ts = login_ts
         mark.order_id = f"o-{sid[2:]}"
         seq = self._seq

@@ -26,9 +26,16 @@ SCENARIOS: dict[str, tuple[float, str]] = {
     "checkout-outage": (1.0, "share of sessions failing the step (default payment), 0..1"),
     "traffic-surge": (3.0, "extra low-intent sessions as a multiple of the baseline session rate"),
     "tracking-loss": (0.3, "share of events never sent, 0..1"),
+    "conversion-drop": (
+        0.5,
+        "share of the shoppers who would add to cart that leave without (broken search or "
+        "product pages), 0..1",
+    ),
 }
 _STEP_SCENARIOS = frozenset({"abandonment-spike", "checkout-outage"})
-_SHARE_SCENARIOS = frozenset({"abandonment-spike", "checkout-outage", "tracking-loss"})
+_SHARE_SCENARIOS = frozenset(
+    {"abandonment-spike", "checkout-outage", "tracking-loss", "conversion-drop"}
+)
 
 
 class ScenarioError(ValueError):
@@ -116,9 +123,11 @@ class Timeline:
         self._failing = [s for s in self.scenarios if s.step is not None and s.strength > 0]
         self._surges = [s for s in self.scenarios if s.name == "traffic-surge" and s.strength > 0]
         self._losses = [s for s in self.scenarios if s.name == "tracking-loss" and s.strength > 0]
+        self._drops = [s for s in self.scenarios if s.name == "conversion-drop" and s.strength > 0]
         self.has_failures = bool(self._failing)
         self.has_surges = bool(self._surges)
         self.has_losses = bool(self._losses)
+        self.has_drops = bool(self._drops)
 
     def step_failure(self, step: str, offset_s: float) -> float:
         """Share of sessions failing `step` now; overlapping scenarios fail independently."""
@@ -131,6 +140,14 @@ class Timeline:
     def surge(self, offset_s: float) -> float:
         """Extra low-intent sessions now, as a multiple of the baseline session rate."""
         return sum(s.strength for s in self._surges if s.active(offset_s))
+
+    def conversion_drop(self, offset_s: float) -> float:
+        """Share of would-be carting sessions that do not cart now; overlaps are independent."""
+        kept = 1.0
+        for s in self._drops:
+            if s.active(offset_s):
+                kept *= 1.0 - s.strength
+        return 1.0 - kept
 
     def loss(self, offset_s: float) -> float:
         """Share of events never sent now; overlapping scenarios lose independently."""

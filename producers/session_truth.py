@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from producers.marks import SessionMark, money
+from producers.entries import SessionMark, money
 from streams.contract.funnel import NO_STAGE
 from streams.contract.times import format_ts
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from producers.account_truth import AccountTruth
 from producers.customer_truth import CustomerTruth
-from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
+from producers.entries import DUP, INVALID, INVALID_KINDS, LATE, LOST, Entry, SessionMark, money
 from producers.session_truth import SessionTruth
 from streams.contract.funnel import NO_STAGE
 from streams.contract.times import format_ts
@@ -48,6 +49,7 @@ class GroundTruth:
         self.last_ts: int | None = None
         self.customers = CustomerTruth()
         self.sessions = SessionTruth(session_timeout_ms, recovery_window_ms)
+        self.accounts = AccountTruth()
 
     def _bucket(self, ms: int) -> list[int]:
         start = ms - ms % BUCKET_MS
@@ -77,6 +79,7 @@ class GroundTruth:
             self.events += 1
             self._bucket(ts)[self._n + 2] += 1
             self.customers.event(mark, ts)
+            self.accounts.event(mark, ts)
             assert line is not None
             self.sessions.event(mark, stage, ts, line)
             if self.first_ts is None or ts < self.first_ts:
@@ -95,6 +98,7 @@ class GroundTruth:
             row[self._n] += 1
             row[self._n + 1] += mark.revenue_cents
             self.customers.order(mark, ts)
+            self.accounts.order(mark, ts)
         mark.pending -= 1
         if mark.pending == 0:
             self._settle(mark)

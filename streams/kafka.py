@@ -97,7 +97,8 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the events, dead-letter and customer topics when missing; returns those created."""
+    """Create the events, dead-letter, customer and accounts topics when missing; returns those
+    created."""
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -112,6 +113,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 settings.customer_partition_count,
                 settings.replication_factor,
             ),
+            # Directory upserts of a CRM: low volume, keyed by account; one partition.
+            NewTopic(settings.accounts_topic, 1, settings.replication_factor),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:

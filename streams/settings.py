@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -170,8 +171,16 @@ class Settings(BaseSettings):
     )
     worker_web_host: str = Field("127.0.0.1", description="worker /metrics listen address")
     worker_web_port: int = Field(16066, ge=0, le=65_535, description="worker /metrics port, 0 off")
-    batch_size: int = Field(1_000, ge=1, le=100_000, description="max events per batch")
-    batch_seconds: float = Field(0.05, gt=0, le=10, description="max wait to fill a batch")
+    batch_size: int = Field(
+        1_000, ge=1, le=100_000, description="max events per batch (per fetch of the worker)"
+    )
+    batch_seconds: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="max wait to fill a batch of a take_events agent (the bench's); the worker "
+        "hands over each fetch as it comes",
+    )
     stall_seconds: float = Field(
         30.0,
         ge=5,
@@ -207,6 +216,31 @@ class Settings(BaseSettings):
         16067, ge=0, le=65_535, description="customers-worker /metrics port, 0 off"
     )
 
+    # Accounts (docs/semantics.md, "Accounts")
+    at_risk_factor: Decimal = Field(
+        Decimal(2),
+        gt=0,
+        le=100,
+        decimal_places=2,
+        description="an account is at risk when the time since its last order exceeds this "
+        "times the median gap between its orders (3 orders at least)",
+    )
+    accounts_topic: str = Field(
+        "storefront.accounts",
+        min_length=1,
+        description="account directory upserts (one JSON object each, key = account_id)",
+    )
+    export_rep_labels: bool = Field(
+        False,
+        description="export account gauges by sales_rep too (only while the directory has at "
+        "most 200 reps)",
+    )
+    key_tiers: CommaList = Field(
+        ("platinum", "gold"),
+        description="tiers whose at-risk accounts KeyAccountsQuiet watches, comma separated "
+        "(empty: none); `storepulse rules` renders them",
+    )
+
     # Exporter and KPIs
     exporter_host: str = Field("127.0.0.1", description="exporter listen address")
     exporter_port: int = Field(19100, ge=0, le=65_535, description="exporter port (0: any free)")
@@ -227,7 +261,7 @@ class Settings(BaseSettings):
         "INFO", description="log level of the worker and exporter"
     )
 
-    @field_validator("checkout_steps", "channels", "devices", mode="before")
+    @field_validator("checkout_steps", "channels", "devices", "key_tiers", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)

@@ -17,12 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Metric
 
 from streams.contract.periods import PERIODS
+from streams.exporter.account_metrics import AccountSnapshot, account_families
 from streams.exporter.customer_metrics import CurrentPeriod, CustomerSnapshot, customer_families
 from streams.exporter.metrics import ExporterStats, stats_families
 from streams.exporter.metrics import families as exporter_metric_families
 from streams.exporter.snapshot import Snapshot
+from streams.query.accounts import TierFigures
 from streams.settings import Settings
 from streams.store.customers import PeriodSums
+from streams.store.directory import FeedTotals
 from streams.store.funnel import PartitionMeta
 from streams.worker import metrics as worker_metrics
 from tests.harness import PROJECT_DIR
@@ -150,6 +153,14 @@ def rich_customer_snapshot(settings: Settings) -> CustomerSnapshot:
     )
 
 
+def rich_account_snapshot() -> AccountSnapshot:
+    """An account snapshot in which every account family has samples (by tier and by rep)."""
+    figures = TierFigures(accounts=4, active=3, ordering=2, at_risk=1, users=100, ordering_users=50)
+    figures.revenue["EUR"] = 10_000
+    groups = {"gold": figures, "unassigned": figures}
+    return AccountSnapshot(1_800_000_000, groups, {"rita": figures}, FeedTotals(1, {"schema": 1}))
+
+
 def exporter_families(settings: Settings | None = None) -> Families:
     """What the exporter serves, from streams.exporter.metrics (no Redis): the families of a
     snapshot and the exporter process's own counters."""
@@ -159,6 +170,7 @@ def exporter_families(settings: Settings | None = None) -> Families:
         [
             *exporter_metric_families(snapshot, settings),
             *customer_families(rich_customer_snapshot(settings), snapshot.totals, settings),
+            *account_families(rich_account_snapshot(), settings),
             *stats_families(ExporterStats(), 0),
         ]
     )

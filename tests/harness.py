@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -158,19 +158,24 @@ class Worker:
     killable like a crash."""
 
     def __init__(
-        self, settings: Settings, run_dir: Path, name: str = "worker", command: str = "worker"
+        self,
+        settings: Settings,
+        run_dir: Path,
+        name: str = "worker",
+        command: str = "worker",
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         spec = ProcessSpec(
             name=name,
             argv=[*STOREPULSE, command],
-            ready=lambda: True,
+            ready=ready,
             address=settings.kafka_bootstrap,
             env=env_for(settings),
         )
         self.proc = ManagedProcess(spec, run_dir)
 
-    def start(self) -> Worker:
-        self.proc.start(timeout=5)
+    def start(self, timeout: float = 5) -> Worker:
+        self.proc.start(timeout=timeout)
         return self
 
     def kill(self) -> None:

@@ -133,6 +133,7 @@ async def _build_and_measure(
         await writer.flush()
         activity_s = time.monotonic() - started
         after_activity = await _used_memory(client)
+        bench.say(f"customer state: activity written in {activity_s:.0f} s; now the orders")
         # Phase 2: the orders of those days (the customer base: per-customer state).
         orders = 0
         started = time.monotonic()
@@ -171,6 +172,7 @@ async def _build_and_measure(
             lambda: customer_report(store, funnel, settings, "hour", first_day, today)
         )
         keys = await client.dbsize()
+        version = (await client.info("server"))["redis_version"]
     finally:
         await client.aclose()
     # The command a person runs, whole: interpreter start, imports, the report, JSON.
@@ -187,6 +189,7 @@ async def _build_and_measure(
     active_days = len(plan)
     rows = report["rows"]
     return {
+        "redis_version": version,
         "customer_state_customers": customers,
         "customer_state_days": days,
         "customer_state_active_customer_days": active_days,

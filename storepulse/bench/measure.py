@@ -58,6 +58,20 @@ class Variant:
     start_to_first_s: float = 0.0  # process start, imports, group join, first fetch
     stop_s: float = 0.0  # graceful shutdown (SIGTERM) of the variant's processes
 
+    def cores_used(self) -> dict[str, float]:
+        """Cores busy while the variant processed: its processes (CPU between their first and
+        last event), redis-server and the broker (their CPU over the variant, join included:
+        they idle then), and anything else on the machine."""
+        s = self.seconds
+        used = {
+            "agents": self.cpu_s / s,
+            "redis": self.redis_cpu_s / s,
+            "broker": self.broker_cpu_s / s,
+            "other": self.other_load_cores,
+        }
+        used["total"] = sum(used.values())
+        return {k: round(v, 2) for k, v in used.items()}
+
     @property
     def seconds(self) -> float:
         return max(self.last_out - self.first_in, 1e-9)
@@ -86,6 +100,7 @@ class Variant:
             "other_load_cores": round(self.other_load_cores, 2),
             "start_to_first_event_s": round(self.start_to_first_s, 2),
             "stop_s": round(self.stop_s, 2),
+            "cores_used": self.cores_used(),
             "exact": self.exact,
             "check": self.check,
             "per_process": self.per_process,

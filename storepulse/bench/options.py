@@ -29,11 +29,17 @@ REQUIRED_KEYS = (
     "p50_latency_s",
     "p99_latency_s",
     "exact",
+    # issue 15: against the trivial agent as configured by default (the unchanged reference),
+    # the latency at 1x, 2x and 4x the offered load, where the time goes.
+    "ratio_vs_trivial_default",
+    "latency_curve",
+    "profile_summary",
 )
 
 # Targets on the 2-core reference machine: (comparison, threshold).
 TARGETS: dict[str, tuple[str, float]] = {
-    "ratio_vs_trivial": (">=", 0.9),
+    # issue 15 (was >= 0.9 when the worker ran on Faust's per-message path).
+    "ratio_vs_trivial_default": (">=", 1.5),
     "ratio_vs_naive": (">=", 2.0),
     "p99_latency_s": ("<", 1.0),
     # The session worker publishing customer facts keeps 90 % of its throughput without them
@@ -41,6 +47,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "worker_facts_ratio": (">=", 0.9),
     # ... and ending sessions in event time keeps 90 % of its throughput without it (issue 13).
     "worker_sessions_ratio": (">=", 0.9),
+    # Only where the machine has the cores for two workers, Redis and the broker (>= 4).
+    "two_workers_speedup": (">=", 1.8),
     # 50 clients on /metrics and /api/kpis while the worker runs (issue 10): answers within
     # 100 ms, and the worker keeps its latency target meanwhile.
     "exporter_p99_s": ("<", 0.1),
@@ -48,6 +56,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     # `storepulse customers report --period day` over 30 days with 1M customers: the query
     # (what /api/customers runs) well under a second (issue 11).
     "customers_report_day_30d_s": ("<", 0.5),
+    # Top-N accounts over 30 days with 100,000 accounts from /api/accounts: well under a
+    # second (issue 12).
+    "accounts_api_top_30d_s": ("<", 0.5),
 }
 
 # The keys of the customer stage's rows, when they ran.
@@ -78,8 +89,9 @@ EXPORTER_KEYS = (
 )
 
 LATENCY_METHOD = (
-    "every event of the paced run: acknowledgement time in the worker (Faust acks a take_events "
-    "batch right after the loop body, i.e. after the batch's Lua call returned) minus the Kafka "
+    "every event of the paced run: acknowledgement time in the worker (the batch path "
+    "acknowledges a partition's batch once its handler returned, i.e. after the batch's Lua call "
+    "applied it; Faust acks a take_events batch right after the loop body) minus the Kafka "
     "record timestamp (set by the generator's producer when the event is appended, before its "
     "10 ms linger); exact nearest-rank quantiles over all events, 1 ms resolution"
 )
@@ -95,11 +107,14 @@ class BenchOptions:
     partitions: int | None = None  # None: the settings' (STOREPULSE_PARTITIONS, default 6)
     latency_rate: float = 5_000.0
     latency_seconds: float = 20.0
+    # The latency curve: more live runs at these multiples of latency_rate (issue 15: 2x, 4x).
+    latency_multiples: tuple[float, ...] = (2.0, 4.0)
     seed: int = 7
     duplicate_share: float = 0.01
     invalid_share: float = 0.001
     output: Path = Path("bench-results.json")
-    profile: bool = False
+    # py-spy runs of the worker and of the trivial agent (skipped, and said, without py-spy).
+    profile: bool = True
     profile_output: Path = Path("bench-profile.txt")
     keep_dir: bool = False
     work_dir: Path | None = None
@@ -115,6 +130,9 @@ class BenchOptions:
     customer_state: bool = False
     state_customers: int = 1_000_000
     state_days: int = 30
+    # Only the account state measurement (Redis bytes per account, the top-N report's time).
+    account_state: bool = False
+    state_accounts: int = 100_000
     exporter_clients: int = 50
     exporter_seconds: float = 15.0
     # Each client's pace: one request every 0.1 s (500 requests/s from 50 clients, far more

@@ -32,6 +32,12 @@ _AREAS: tuple[tuple[str, str], ...] = (
 )
 
 
+# uvloop runs in C: py-spy charges its own time to the Python frame that entered the loop, the
+# worker's `run_forever` (main thread) and mode's `_start_thread` (aiokafka's consumer thread).
+_C_LOOP_FRAMES = ("Worker.execute_from_commandline (", "ServiceThread._start_thread (")
+_C_LOOP = "event loop in C (uvloop: main and consumer thread)"
+
+
 def py_spy_binary() -> str | None:
     """py-spy next to this interpreter (venv) or on PATH."""
     beside = Path(sys.executable).with_name("py-spy")
@@ -102,14 +108,15 @@ class ProfileSummary:
             "worker_code_inclusive_pct": dict(self.worker_inclusive),
         }
 
-    def render(self) -> str:
-        lines = [f"profile of the worker ({self.samples:,} samples, % of all samples):"]
+    def render(self, what: str = "worker") -> str:
+        lines = [f"profile of the {what} ({self.samples:,} samples, % of all samples):"]
         lines.append("  self time by layer:")
         lines += [f"    {pct:5.1f}%  {area}" for area, pct in self.by_area]
         lines.append("  hottest functions (self):")
         lines += [f"    {pct:5.1f}%  {name}" for name, pct in self.top_self]
-        lines.append("  worker code (streams/), inclusive:")
-        lines += [f"    {pct:5.1f}%  {name}" for name, pct in self.worker_inclusive]
+        if self.worker_inclusive:
+            lines.append("  worker code (streams/), inclusive:")
+            lines += [f"    {pct:5.1f}%  {name}" for name, pct in self.worker_inclusive]
         return "\n".join(lines)
 
 
@@ -137,7 +144,10 @@ def summarise(raw: Path, top: int = 12) -> ProfileSummary:
         frames = [_key(f) for f in stack.split(";")]
         name, path = frames[-1]
         self_time[name] += n
-        areas[next((area for marker, area in _AREAS if marker in path), "other")] += n
+        if name.startswith(_C_LOOP_FRAMES):
+            areas[_C_LOOP] += n
+        else:
+            areas[next((area for marker, area in _AREAS if marker in path), "other")] += n
         for worker_frame in {f for f, p in frames if "/streams/" in p}:
             inclusive[worker_frame] += n
     if total == 0:

@@ -24,8 +24,11 @@ _LABELS = {
     "latency": "worker at fixed load",
     "latency_trivial": "trivial take_events at fixed load",
     "latency_two_workers": "2 workers at fixed load",
+    "latency_x2": "worker at 2x the load",
+    "latency_x4": "worker at 4x the load",
     "exporter_load": "worker while clients load exporter",
     "profile": "worker under py-spy",
+    "profile_trivial": "trivial agent under py-spy",
 }
 
 
@@ -95,8 +98,34 @@ def _customer_state_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _account_state_lines(r: dict[str, Any]) -> list[str]:
+    ms = {k: r[k] * 1000 for k in r if k.startswith("accounts_") and k.endswith("_s")}
+    return [
+        f"storepulse bench --account-state: {r['account_state_accounts']:,} accounts, the last "
+        f"{r['account_state_days']} days of {r['account_state_days_written']} "
+        f"({r['account_state_facts']:,} facts; in the range {r['account_state_sessions']:,} "
+        f"sessions, {r['account_state_orders']:,} orders, {r['account_state_at_risk']:,} at "
+        f"risk), {r['account_state_partitions']} customer partitions, {r['cores']} cores "
+        f"({r['cpu_model']}), load {r['load_average']}",
+        "",
+        f"Redis bytes per account               {r['redis_bytes_per_account']:,.0f} "
+        f"({r['redis_bytes_per_account_fact']:,.0f} per fact; customer stage included)",
+        f"written at                            {fmt_rate(r['account_state_facts_per_s'])} facts/s",
+        f"top 20 by revenue, 30 days: /api/accounts {ms['accounts_api_top_30d_s']:.0f} ms "
+        f"(max {ms['accounts_api_top_30d_max_s']:.0f} ms of 5), the query "
+        f"{ms['accounts_report_top_30d_s']:.0f} ms, the whole command "
+        f"{r['accounts_report_cli_s']:.2f} s",
+        f"by sessions {ms['accounts_report_sessions_30d_s']:.0f} ms, at risk "
+        f"{ms['accounts_report_at_risk_30d_s']:.0f} ms, one tier "
+        f"{ms['accounts_report_tier_30d_s']:.0f} ms, reps {ms['accounts_reps_30d_s']:.0f} ms",
+    ]
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The human-readable summary printed by `storepulse bench`."""
+    if "account_state_accounts" in results:  # --account-state
+        lines = [*_account_state_lines(results), *_target_lines(results)]
+        return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])
     if "customer_state_customers" in results:  # --customer-state
         lines = [*_customer_state_lines(results), *_target_lines(results)]
         return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])
@@ -129,12 +158,15 @@ def render_table(results: dict[str, Any]) -> str:
             f"{'yes' if v['exact'] else 'NO':>7}"
         )
     lines.append("")
-    line = f"worker / trivial          {results['ratio_vs_trivial']:.2f}"
+    line = f"worker / trivial (Faust as configured by default)  {results['ratio_vs_trivial']:.2f}"
     if "ratio_vs_trivial_batch" in results:
         line += f"   (worker / trivial take_events {results['ratio_vs_trivial_batch']:.2f})"
     lines.append(line)
     lines.append(f"worker / naive            {results['ratio_vs_naive']:.2f}")
-    lines.append(f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}")
+    lines.append(
+        f"2 workers / 1 worker      {results['two_workers_speedup']:.2f}   (saturates: "
+        f"{results['two_workers_saturation']})"
+    )
     if "worker_sessions_ratio" in results:
         lines.append(
             f"worker / without sessions {results['worker_sessions_ratio']:.2f}   (session end "
@@ -160,6 +192,15 @@ def render_table(results: dict[str, Any]) -> str:
         f"p99 {results['p99_latency_s'] or 0:.3f} s, p99.9 {results['p999_latency_s'] or 0:.3f} s, "
         f"max {results['max_latency_s'] or 0:.3f} s"
     )
+    if len(results.get("latency_curve") or []) > 1:
+        lines.append("  latency curve (offered -> carried events/s, p50, p99):")
+        for point in results["latency_curve"]:
+            kept = "" if point["generator_kept_up"] else "  (the generator fell behind)"
+            lines.append(
+                f"    {point['offered_events_per_s'] or 0:>8,.0f} -> "
+                f"{point['carried_events_per_s']:>8,.0f}   p50 {point['p50_s'] or 0:.3f} s, "
+                f"p99 {point['p99_s'] or 0:.3f} s{kept}"
+            )
     if results.get("two_workers_p99_latency_s") is not None:
         lines.append(
             "  two worker processes at the same load: "
@@ -188,8 +229,9 @@ def render_table(results: dict[str, Any]) -> str:
             "during the run; rates are lower than on an idle machine"
         )
     lines += _target_lines(results)
-    if results.get("profile"):
-        lines.append("")
-        lines.append(results["profile"]["text"])
+    for key in ("profile", "profile_trivial"):
+        if results.get(key):
+            lines.append("")
+            lines.append(results[key]["text"])
     lines.append(f"\nbench took {results['bench_seconds']:.0f} s")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from storepulse.bench.account_state import account_state_results
 from storepulse.bench.checks import (
     Check,
     Expected,
@@ -22,8 +23,13 @@ from storepulse.bench.checks import (
 from storepulse.bench.customer_state import customer_state_results
 from storepulse.bench.measure import Variant, measure
 from storepulse.bench.options import BenchOptions
-from storepulse.bench.profile import summarise
-from storepulse.bench.results import bench_results, customer_state_only, exporter_only_results
+from storepulse.bench.profile import py_spy_binary, summarise
+from storepulse.bench.results import (
+    bench_results,
+    customer_state_only,
+    exporter_only_results,
+    state_only,
+)
 from storepulse.bench.runner import Bench
 from storepulse.bench.serving import (
     CLIENT_WARM_UP_S,
@@ -46,6 +52,9 @@ async def _run(bench: Bench) -> dict[str, Any]:
     if opts.customer_state:
         figures = await customer_state_results(bench, opts.state_customers, opts.state_days)
         return customer_state_only(bench, figures)
+    if opts.account_state:
+        figures = await account_state_results(bench, opts.state_accounts, opts.state_days)
+        return state_only(bench, figures, "accounts_api_top_30d_s")
     path, expected = await bench.generate_file()
     preload_s = await bench.preload(path)
     n = opts.events
@@ -82,6 +91,11 @@ async def _run(bench: Bench) -> dict[str, Any]:
     variants["latency"] = await _live(bench, "latency", "worker")
     if opts.latency_baseline:
         variants["latency_trivial"] = await _live(bench, "latency_trivial", "trivial-batch")
+    for multiple in opts.latency_multiples:
+        # The latency curve: the same worker at 2x and 4x the load (where is the knee?).
+        variants[f"latency_x{multiple:g}"] = await _live(
+            bench, f"latency_x{multiple:g}", "worker", rate=opts.latency_rate * multiple
+        )
     if opts.latency_scale_out:
         # The same load on two worker processes sharing the partitions: scaling out.
         variants["latency_two_workers"] = await _live(
@@ -90,28 +104,36 @@ async def _run(bench: Bench) -> dict[str, Any]:
     if opts.exporter:
         variants["exporter_load"] = await _exporter_load(bench)
 
-    profile: dict[str, Any] | None = None
+    profiles: dict[str, dict[str, Any]] = {}
     if opts.profile:
-        raw = bench.root / "profile.txt"
-        prof = await measure(
-            bench,
-            "profile",
-            "worker",
-            bench.fresh("profile"),
-            n,
-            worker_check(expected),
-            profile=raw,
-        )
-        summary = summarise(raw)
-        shutil.copyfile(raw, opts.profile_output)
-        profile = {
-            "tool": "py-spy record --nonblocking --rate 250 (attached to the worker)",
-            "raw_stacks": str(opts.profile_output),
-            "events_per_s_under_profiler": round(prof.events_per_s, 1),
-            **summary.as_dict(),
-            "text": summary.render(),
-        }
-    return bench_results(bench, variants, preload_s, profile)
+        if py_spy_binary() is None:
+            bench.say("no py-spy (a dev dependency: `pip install py-spy`): no profile")
+        else:
+            for mode, check in (("worker", worker_check(expected)), ("trivial", count_check(n))):
+                profiles[mode] = await _profiled(bench, mode, n, check)
+    return bench_results(bench, variants, preload_s, profiles)
+
+
+async def _profiled(bench: Bench, mode: str, n: int, check: Check) -> dict[str, Any]:
+    """One more run of a variant with py-spy attached after the group join: where time goes."""
+    opts = bench.opts
+    name = "profile" if mode == "worker" else f"profile_{mode}"
+    raw = bench.root / f"{name}.txt"
+    prof = await measure(bench, name, mode, bench.fresh(name), n, check, profile=raw)
+    summary = summarise(raw)
+    output = opts.profile_output
+    if mode != "worker":
+        output = output.with_name(f"{output.stem}-{mode}{output.suffix}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(raw, output)
+    return {
+        "tool": f"py-spy record --nonblocking --rate 250 (attached to the {mode})",
+        "raw_stacks": str(output),
+        "events_per_s_under_profiler": round(prof.events_per_s, 1),
+        "exact": prof.exact,
+        **summary.as_dict(),
+        "text": summary.render(mode),
+    }
 
 
 async def _customer_stage(

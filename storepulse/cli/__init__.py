@@ -9,6 +9,8 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from storepulse.cli import (
+    accounts,
+    backtest,
     bench,
     carts,
     customers,
@@ -49,10 +51,12 @@ COMMANDS = (
     kpis,
     carts,
     customers,
+    accounts,
     exporter,
     generate,
     replay,
     bench,
+    backtest,
     rules,
 )
 

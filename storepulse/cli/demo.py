@@ -12,7 +12,7 @@ __all__ = ["register"]
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from storepulse.local.demo import run_demo
 
-    return run_demo(settings, args.rate, args.scenario, args.duration)
+    return run_demo(settings, args.rate, args.scenario, args.duration, args.history)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run everything in the foreground: stack, worker, exporter and synthetic traffic",
         description=(
             "Starts the local stack (if it is not running), the worker, the exporter and a "
-            "synthetic traffic generator, prints where to look, and runs until Ctrl-C (exit 130), "
+            "synthetic traffic generator, prints where to look, when its incident begins and when "
+            "the page is expected, and runs until Ctrl-C (exit 130), "
             "SIGTERM or SIGHUP (exit 0), which stop everything it started, also with its output "
             "on a pipe nobody reads any more."
         ),
@@ -35,5 +36,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     demo.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: run)"
+    )
+    demo.add_argument(
+        "--history",
+        type=float,
+        default=3.0,
+        metavar="HOURS",
+        help="hours of normal traffic backfilled into Prometheus before live traffic starts, as "
+        "`storepulse backtest` does, so the alerts have a baseline at once (default 3; 0: none; "
+        "skipped when Prometheus already holds storepulse data of that period)",
     )
     demo.set_defaults(handler=_cmd_demo)

@@ -66,6 +66,7 @@ def _cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         alertmanager_url=args.alertmanager_url,
         cache_seconds=args.cache_seconds,
+        prometheus_url=args.prometheus_url,
     )
     try:
         exporter.start()
@@ -112,6 +113,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "  /metrics          Prometheus metrics (catalogue: docs/metrics.md)\n"
             "  /api/kpis         the JSON of `storepulse kpis --json`: ?window=15m (ending at the "
             "newest complete bucket) or ?from=ISO&to=ISO, optional &by=channel|device|country\n"
+            "  /api/history      ?range=1h|6h|24h: the board's KPI lines, thresholds, firing "
+            "periods and segment table (from --prometheus-url, else the buckets)\n"
             "  /api/alerts       GET: firing alerts; POST: Alertmanager's webhook, only with\n"
             "                    STOREPULSE_WEBHOOK_TOKEN set, as Authorization: Bearer <token>\n"
             "  /healthz          200 when Redis answers\n"
@@ -135,6 +138,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="read firing alerts for the board from this Alertmanager's API "
         "(e.g. http://127.0.0.1:19093) instead of only the webhooks it sends to /api/alerts "
         "(which need STOREPULSE_WEBHOOK_TOKEN)",
+    )
+    exporter.add_argument(
+        "--prometheus-url",
+        default=None,
+        metavar="URL",
+        help="draw the board's history (1 h, 6 h, 24 h) from this Prometheus's query API "
+        "(e.g. http://127.0.0.1:19090): the KPI lines, thresholds and firing periods it "
+        "recorded; without it, or when it does not answer, from the exporter's own event-time "
+        "buckets in Redis",
     )
     exporter.add_argument(
         "--cache-seconds",

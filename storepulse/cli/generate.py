@@ -7,8 +7,9 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from storepulse.cli._population import add_population_arguments
 from storepulse.cli._publishing import add_kafka_options, fail, progress_enabled
-from storepulse.cli.argtypes import count, positive, positive_seconds, seconds, share
+from storepulse.cli.argtypes import count, positive, seconds, share
 from storepulse.cli.signals import stop_request
 from streams.loop import use_event_loop
 from streams.settings import Settings
@@ -200,88 +201,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="session shares by ISO country code (default: US 0.40, GB 0.12, DE 0.10, FR 0.08, "
         "CA 0.06 and seven more); given codes replace the default list",
     )
-    model.add_argument(
-        "--returning-share",
-        type=share(),
-        default=0.30,
-        help="share of non-B2B sessions by a returning user, with a user_id (default 0.30)",
-    )
-    model.add_argument(
-        "--users",
-        type=count,
-        default=50_000,
-        help="population of returning users (default 50,000)",
-    )
-    model.add_argument(
-        "--b2b-share",
-        type=share(),
-        default=0.05,
-        help="share of sessions by a B2B buyer, with user_id and account_id (default 0.05)",
-    )
-    model.add_argument(
-        "--accounts", type=count, default=200, help="B2B accounts in the population (default 200)"
-    )
-    model.add_argument(
-        "--users-per-account",
-        type=count,
-        default=5,
-        help="buyers per B2B account (default 5)",
-    )
-    model.add_argument(
-        "--repurchase-probability",
-        type=share(),
-        default=0.3,
-        metavar="P",
-        help="after an order of a known customer (user or account), the chance that it comes "
-        "back and orders again (default 0.3; each repeat order may bring it back again)",
-    )
-    model.add_argument(
-        "--repurchase-interval",
-        type=positive_seconds,
-        default=7 * 86_400.0,
-        metavar="DURATION",
-        help="mean time (event time, exponential) from an order to the customer's next visit "
-        "that orders: 90s, 5m, 12h, 7d (default 7d); a B2B account comes back as any of its "
-        "buyers",
-    )
-    model.add_argument(
-        "--login-at-cart",
-        type=share(),
-        default=0.0,
-        metavar="SHARE",
-        help="share of known shoppers who browse anonymously and log in at their first add to "
-        "cart (default 0: identified from the first event)",
-    )
-    model.add_argument(
-        "--bounce-share",
-        type=share(),
-        default=0.35,
-        metavar="SHARE",
-        help="share of browsing sessions (no cart) that see one page and leave (default 0.35)",
-    )
-    model.add_argument(
-        "--removal-share",
-        type=share(),
-        default=0.15,
-        metavar="SHARE",
-        help="share of carting sessions that take an item out again (default 0.15)",
-    )
-    model.add_argument(
-        "--cart-return-share",
-        type=share(),
-        default=0.2,
-        metavar="SHARE",
-        help="share of known shoppers leaving with a full cart who come back and order it "
-        "(default 0.2): their carts count as recovered within STOREPULSE_RECOVERY_WINDOW_SECONDS",
-    )
-    model.add_argument(
-        "--cart-return-delay",
-        type=positive_seconds,
-        default=2 * 86_400.0,
-        metavar="DURATION",
-        help="mean time (event time, exponential) from a full cart left behind to the shopper's "
-        "return: 90s, 5m, 12h, 2d (default 2d)",
-    )
+    add_population_arguments(gen)
     model.add_argument("--currency", default="USD", help="ISO 4217 currency (default USD)")
     model.add_argument(
         "--daily-shape",
@@ -290,6 +210,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="AMPLITUDE",
         help="daily traffic shape: arrivals x (1 + AMPLITUDE*cos), peaking at --peak-hour UTC, "
         "mean unchanged (default 0: flat)",
+    )
+    model.add_argument(
+        "--cvr-daily-shape",
+        type=share(),
+        default=0.0,
+        metavar="AMPLITUDE",
+        help="conversion following the day: the cart rate x (1 + AMPLITUDE*cos), peaking at "
+        "--peak-hour UTC, mean --cvr unchanged (default 0: the same all day)",
+    )
+    model.add_argument(
+        "--weekend-dip",
+        type=share(0.99),
+        default=0.0,
+        metavar="SHARE",
+        help="arrivals on Saturdays and Sundays (UTC) x (1 - SHARE) (default 0: no dip)",
     )
     model.add_argument(
         "--peak-hour",
@@ -386,6 +321,9 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         b2b_share=args.b2b_share,
         accounts=args.accounts,
         users_per_account=args.users_per_account,
+        sales_reps=args.sales_reps,
+        slowing_share=args.slowing_share,
+        slowing_after_s=args.slowing_after,
         repurchase_probability=args.repurchase_probability,
         repurchase_interval_s=args.repurchase_interval,
         login_at_cart_share=args.login_at_cart,
@@ -396,6 +334,8 @@ def generate_options(args: argparse.Namespace, settings: Settings) -> GenerateOp
         currency=args.currency.upper(),
         daily_amplitude=args.daily_shape,
         daily_peak_hour=args.peak_hour,
+        cvr_daily_amplitude=args.cvr_daily_shape,
+        weekend_dip=args.weekend_dip,
         late_share=args.late_share,
         max_delay_s=args.max_delay,
         duplicate_share=args.duplicate_share,

@@ -21,6 +21,9 @@ DEFAULT_SCENARIOS = ("steady", "abandonment-spike:start=180,duration=600,strengt
 # Customers come back within minutes, not the model's week, so that the customers panel shows
 # returning and repeat customers while someone watches.
 DEMO_CUSTOMERS = ("--repurchase-probability", "0.4", "--repurchase-interval", "3m")
+# With a few hours of backfilled history (the recent 6 h baseline) such a spike pages within
+# this long of its start: `storepulse backtest` measures 3-5 min for strength >= 0.5.
+PAGE_WITHIN_S = 300
 
 
 def _cli(*args: str) -> list[str]:
@@ -50,7 +53,11 @@ def demo_processes(
         ProcessSpec(
             f"{DEMO_PREFIX}exporter",
             _cli(
-                "exporter", "--alertmanager-url", f"http://127.0.0.1:{settings.alertmanager_port}"
+                "exporter",
+                "--alertmanager-url",
+                f"http://127.0.0.1:{settings.alertmanager_port}",
+                "--prometheus-url",
+                f"http://127.0.0.1:{settings.prometheus_port}",
             ),
             http_ready(url),
             url,
@@ -103,11 +110,71 @@ def _summary(settings: Settings) -> str:
         return redact_text(f"(KPIs unavailable at {settings.redis_url_shown}: {exc})")
 
 
+def _backfill(
+    settings: Settings, stack: LocalStack, started: Sequence[str], hours: float, rate: float
+) -> None:
+    """A few hours of normal history into the stack's Prometheus, unless it has some."""
+    from storepulse.local.history import backfill_history, has_history
+
+    url = f"http://127.0.0.1:{settings.prometheus_port}"
+    if has_history(url, hours):
+        print(
+            f"storepulse demo: Prometheus already holds storepulse data of the last {hours:g} h: "
+            "no history backfilled",
+            flush=True,
+        )
+        return
+    print(
+        f"storepulse demo: backfilling {hours:g} h of normal history into Prometheus ...",
+        flush=True,
+    )
+    began = time.monotonic()
+    result = backfill_history(settings, stack.prometheus_data_dir, int(time.time()), hours, rate)
+    if "prometheus" in started:
+        stack.restart("prometheus")  # ours: it loads the blocks now rather than within a minute
+        note = "loaded"
+    else:
+        note = "Prometheus loads it within a minute"
+    print(
+        f"storepulse demo: history {_clock(result.start_s)} - {_clock(result.end_s)} backfilled "
+        f"({result.samples:,} samples, {time.monotonic() - began:.0f} s); {note}",
+        flush=True,
+    )
+
+
+def _clock(epoch_s: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch_s))
+
+
+def _incidents(settings: Settings, scenarios: Sequence[str], started_s: float) -> str:
+    """When each incident of the generator's scenarios begins, and by when it should page."""
+    from producers.scenarios import parse_scenario
+    from storepulse.backtest.score import TARGETS
+
+    lines = []
+    for spec in scenarios:
+        s = parse_scenario(spec, settings.checkout_steps)
+        if s.name not in TARGETS:
+            continue  # steady traffic, surges and tracking loss must not page
+        begins = started_s + s.start_s
+        until = "" if s.duration_s is None else f" until {_clock(begins + s.duration_s)}"
+        where = f" at {s.step}" if s.step else ""
+        lines.append(
+            f"  incident         {s.name}{where} (strength {s.strength:g}) begins "
+            f"{_clock(begins)}{until}\n"
+            f"  page expected    by {_clock(begins + PAGE_WITHIN_S)} (within "
+            f"{PAGE_WITHIN_S // 60} min): {' or '.join(TARGETS[s.name])}, on Alertmanager and "
+            "the board\n"
+        )
+    return "".join(lines)
+
+
 def run_demo(
     settings: Settings,
     rate: float = 200.0,
     scenarios: Sequence[str] | None = None,
     duration: float | None = None,
+    history_hours: float = 0.0,
 ) -> int:
     """Run until duration ends or a stop signal unwinds it (Stopped, from storepulse.cli.main).
 
@@ -121,8 +188,11 @@ def run_demo(
         print("storepulse demo: starting the local stack ...", flush=True)
         stack.up(started=started_stack)
         stack.create_topics()
+        if history_hours > 0:
+            _backfill(settings, stack, started_stack, history_hours, rate)
         for child in children:
             child.start(timeout=30)
+        generator_started = time.time()
         print(
             "\nstorepulse demo is running (Ctrl-C stops it):\n"
             f"  live board       {settings.exporter_url}/\n"
@@ -134,7 +204,8 @@ def run_demo(
             "  exact KPIs       storepulse kpis --last 15m [--by channel]\n"
             "  customers        storepulse customers report --period hour --from <ISO> --to <ISO>\n"
             f"  logs             {settings.state_dir.resolve() / 'logs'}\n"
-            f"  running          {', '.join(c.spec.name for c in children) or 'stack only'}\n",
+            f"  running          {', '.join(c.spec.name for c in children) or 'stack only'}\n"
+            + _incidents(settings, scenarios or DEFAULT_SCENARIOS, generator_started),
             flush=True,
         )
         deadline = time.monotonic() + duration if duration else None

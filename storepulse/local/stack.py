@@ -96,10 +96,13 @@ def _auth_config(data_dir: Path, password: str) -> Path:
     return path
 
 
-def redis_spec(host: str, port: int, data_dir: Path, password: str | None = None) -> ProcessSpec:
+def redis_spec(
+    host: str, port: int, data_dir: Path, password: str | None = None, databases: int = 16
+) -> ProcessSpec:
     """redis-server with the append-only file on, fsync every second, no RDB snapshots.
 
     With a password, clients must AUTH (requirepass, from a config file in data_dir).
+    databases: how many numbered databases (redis-server's default 16).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     config = [] if password is None else [str(_auth_config(data_dir, password).resolve())]
@@ -124,6 +127,8 @@ def redis_spec(host: str, port: int, data_dir: Path, password: str | None = None
             "no",
             "--protected-mode",
             "yes",
+            "--databases",
+            str(databases),
         ],
         ready=redis_ready(host, port, password),
         address=f"redis://{host}:{port}",
@@ -140,7 +145,9 @@ def prometheus_spec(port: int, config: Path, data_dir: Path) -> ProcessSpec:
             f"--storage.tsdb.path={data_dir.resolve()}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
-            "--storage.tsdb.retention.time=7d",
+            # The KPI baselines read the hour around the same time a week ago (offset
+            # 6d23h30m of a 1 h subquery): 7 days and half an hour of history, and a margin.
+            "--storage.tsdb.retention.time=8d",
         ],
         ready=http_ready(f"http://127.0.0.1:{port}/-/ready"),
         address=f"http://127.0.0.1:{port}",
@@ -204,7 +211,7 @@ class LocalStack:
         return [
             broker_spec(kafka_host, kafka_port),
             redis_spec(redis_host, redis_port, state / "redis", s.redis_secret),
-            prometheus_spec(s.prometheus_port, prom_cfg, state / "prometheus" / "data"),
+            prometheus_spec(s.prometheus_port, prom_cfg, self.prometheus_data_dir),
             alertmanager_spec(s.alertmanager_port, am_cfg, state / "alertmanager" / "data"),
         ]
 
@@ -224,6 +231,19 @@ class LocalStack:
         return render_alertmanager_config(
             f"{self.settings.exporter_url}/api/alerts", credentials_file=str(token_file.resolve())
         )
+
+    @property
+    def prometheus_data_dir(self) -> Path:
+        return self.state_dir / "prometheus" / "data"
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Stop and start one service (Prometheus, to load blocks added to its data dir)."""
+        for p in self.processes():
+            if p.spec.name == name:
+                p.stop()
+                p.start(timeout)
+                return
+        raise ValueError(f"no stack service {name!r}")
 
     def processes(self) -> list[ManagedProcess]:
         return [ManagedProcess(spec, self.state_dir) for spec in self._specs()]

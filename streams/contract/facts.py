@@ -19,6 +19,10 @@ names the kind (docs/semantics.md, "Customers"):
   `version` counts the session's cart facts (streams/store/apply_batch.lua): the customer stage
   keeps the highest version of each (customer, session), so a late or re-sent older one
   changes nothing (docs/semantics.md, "Sessions and carts").
+- account activity `["A", ...]` and account order `["O", ...]`: the same slots as "a" and "o",
+  for an event that carried an `account_id` (the customer is that account): the customer
+  stage counts them as customer facts and, besides, keeps the account views (docs/semantics.md,
+  "Accounts"). An "a" or "o" fact is never an account's, whatever its customer.
 
 A fact's id is what it says: its kind, customer and (activity) session, user and hour, (order)
 order id, (history) nothing else, (cart) session and version; applying one twice changes
@@ -34,6 +38,9 @@ from streams.contract.events import MAX_ID_LENGTH, Rejected
 from streams.contract.times import MAX_TS_MS
 
 __all__ = [
+    "ACCOUNT_KINDS",
+    "FACT_ACCOUNT_ACTIVITY",
+    "FACT_ACCOUNT_ORDER",
     "FACT_ACTIVITY",
     "FACT_CART",
     "FACT_HISTORY",
@@ -53,12 +60,18 @@ FACT_ACTIVITY = "a"
 FACT_ORDER = "o"
 FACT_HISTORY = "h"
 FACT_CART = "k"
+FACT_ACCOUNT_ACTIVITY = "A"
+FACT_ACCOUNT_ORDER = "O"
 FACT_KINDS = {
     FACT_ACTIVITY: "activity",
     FACT_ORDER: "order",
     FACT_HISTORY: "history",
     FACT_CART: "cart",
+    FACT_ACCOUNT_ACTIVITY: "account_activity",
+    FACT_ACCOUNT_ORDER: "account_order",
 }
+# The kinds of an event with an account_id, by the kind they would have without one.
+ACCOUNT_KINDS = {FACT_ACTIVITY: FACT_ACCOUNT_ACTIVITY, FACT_ORDER: FACT_ACCOUNT_ORDER}
 
 _HOUR_S = 3_600
 # 12 integer digits and 4 decimals (the contract's money) in ten-thousandths.
@@ -114,6 +127,8 @@ _SHAPES: dict[str, type[ActivityFact] | type[OrderFact] | type[HistoryFact] | ty
     FACT_ORDER: OrderFact,
     FACT_HISTORY: HistoryFact,
     FACT_CART: CartFact,
+    FACT_ACCOUNT_ACTIVITY: ActivityFact,
+    FACT_ACCOUNT_ORDER: OrderFact,
 }
 
 

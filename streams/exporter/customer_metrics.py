@@ -52,7 +52,7 @@ class CustomerSnapshot:
 class CustomerReader:
     """Reads a CustomerSnapshot for a funnel snapshot: 3 round trips (partitions, totals and
     metas and anonymous orders, then the two periods of each granularity). Commands: 1 +
-    customer partitions x (1 + 3 + 40) + funnel partitions x the days of the current week and
+    customer partitions x (1 + 3 + 32) + funnel partitions x the days of the current week and
     month so far (37 at most)."""
 
     def __init__(self, customers: CustomerStore) -> None:

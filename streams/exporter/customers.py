@@ -70,6 +70,12 @@ class CustomerRoutes:
             start = period_start(period, start - 1)
         return start, next_start(period, current)
 
+    async def answer(self, path: str, raw_query: str) -> Answer:
+        """The answer of /api/customers or /api/cohorts."""
+        if path == "/api/customers":
+            return await self.report(raw_query)
+        return await self.cohorts(raw_query)
+
     async def report(self, raw_query: str) -> Answer:
         query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
         try:

@@ -147,6 +147,16 @@ def _window_gauges(out: _Families, snapshot: Snapshot, settings: Settings) -> No
         f"Revenue / orders in the window, by currency (not exported below {n} orders).",
         ["window", "currency"],
     )
+    window_orders = out.gauge(
+        "storepulse_window_orders",
+        "Distinct order_ids in the window (overall; the board's orders per minute).",
+        ["window"],
+    )
+    window_revenue = out.gauge(
+        "storepulse_window_revenue",
+        "Revenue of the window's orders in currency units, by currency (overall).",
+        ["window", "currency"],
+    )
     known: dict[Dimension | None, tuple[str, ...]] = {
         None: ("all",),
         "channel": settings.channels,
@@ -170,6 +180,10 @@ def _window_gauges(out: _Families, snapshot: Snapshot, settings: Settings) -> No
                     if drop is not None:
                         dropoff.add_metric([window, step, channel, device], drop)
                 if by is None:
+                    window_orders.add_metric([window], sum(counts.orders.values()))
+                    for currency in sorted(counts.revenue_units):
+                        units = counts.revenue_units[currency]
+                        window_revenue.add_metric([window, currency], units / MONEY_SCALE)
                     for currency in sorted(counts.orders):
                         orders = counts.orders[currency]
                         if orders >= n:

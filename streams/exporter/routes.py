@@ -7,10 +7,10 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 
 from streams.contract.kpis import Dimension
 from streams.contract.times import parse_instant_ms, whole_seconds
+from streams.exporter.account_metrics import AccountReader, AccountSnapshot, account_families
+from streams.exporter.accounts import ACCOUNT_PREFIX, AccountRoutes
 from streams.exporter.alerts import AlertBook, AlertmanagerClient, WebhookError, alerts_response
 from streams.exporter.cache import SingleFlightCache
 from streams.exporter.customer_metrics import (
@@ -29,12 +31,31 @@ from streams.exporter.customer_metrics import (
     CustomerSnapshot,
 )
 from streams.exporter.customers import CustomerRoutes
+from streams.exporter.history import (
+    RANGES,
+    PrometheusClient,
+    PrometheusError,
+    history,
+    prometheus_history,
+)
 from streams.exporter.metrics import ExporterStats, create, stats_families
+from streams.exporter.responses import (
+    BodyReader,
+    Offload,
+    RequestError,
+    Response,
+    json_response,
+    media_type,
+    run_here,
+)
 from streams.exporter.snapshot import Snapshot, SnapshotReader, SnapshotUnavailable
+from streams.query.accounts import Accounts
 from streams.query.kpis import kpi_report
 from streams.query.window import range_ending_now
 from streams.settings import Settings
+from streams.store.accounts import AccountStore
 from streams.store.customers import CustomerStore
+from streams.store.directory import DirectoryStore
 from streams.store.funnel import FunnelStore
 
 __all__ = [
@@ -61,50 +82,12 @@ _ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/chart.js": ("chart.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
     "/customers.js": ("customers.js", "text/javascript; charset=utf-8"),
     "/carts.js": ("carts.js", "text/javascript; charset=utf-8"),
+    "/accounts.js": ("accounts.js", "text/javascript; charset=utf-8"),
 }
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    content_type: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-class RequestError(Exception):
-    """A request the transport could not read (body too large, too slow): a 4xx answer."""
-
-    def __init__(self, status: int, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason  # for storepulse_exporter_webhook_refused_total
-
-
-# The body, read only once the request is authenticated (by the transport, with its limits).
-BodyReader = Callable[[], Awaitable[bytes]]
-
-
-# Runs a coroutine that reads Redis where the Redis client lives (Exporter: its own loop
-# thread, so that parsing Redis' answers never holds up the HTTP loop); by default, right here.
-class Offload(Protocol):
-    def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
-
-
-async def _here(coro: Coroutine[Any, Any, T]) -> T:
-    return await coro
-
-
-def _json(status: int, data: object, headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    return Response(status, "application/json", json.dumps(data).encode() + b"\n", headers)
-
-
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 _Encoder = Callable[[CollectorRegistry], bytes]
@@ -120,6 +103,7 @@ class _Scrape:
     customers: CustomerSnapshot
     answers: dict[str, Response]
     number: int = 0  # the how-manyth read this is
+    accounts: AccountSnapshot = field(default_factory=AccountSnapshot)
 
 
 class _StatsCollector(Collector):
@@ -148,8 +132,10 @@ class Routes:
         ping: Callable[[], Awaitable[object]],
         alertmanager_url: str | None = None,
         stats: ExporterStats | None = None,
-        offload: Offload = _here,
+        offload: Offload = run_here,
         customers: CustomerStore | None = None,
+        accounts: Accounts | None = None,
+        prometheus_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -159,6 +145,8 @@ class Routes:
         self.ping = ping
         self.alertmanager_url = alertmanager_url
         self.alertmanager = AlertmanagerClient(alertmanager_url) if alertmanager_url else None
+        # The board's history: Prometheus' series when given, else the exporter's own buckets.
+        self.prometheus = PrometheusClient(prometheus_url) if prometheus_url else None
         self.stats = ExporterStats() if stats is None else stats
         self.offload = offload
         self._reads = 0  # snapshots read: the number a rendering is keyed by
@@ -170,11 +158,18 @@ class Routes:
         self.customer_store = customers
         self.customers = CustomerRoutes(settings, customers, store, reader.clock)
         self.customer_reader = CustomerReader(customers)
+        views = accounts or Accounts(
+            AccountStore(store.client, settings), DirectoryStore(store.client, settings), settings
+        )
+        self.accounts = AccountRoutes(settings, views, store, reader.clock)
+        self.account_reader = AccountReader(views, settings)
 
     async def aclose(self) -> None:
         """Close the Alertmanager client (on the loop that used it)."""
         if self.alertmanager is not None:
             await self.alertmanager.aclose()
+        if self.prometheus is not None:
+            await self.prometheus.aclose()
 
     async def handle(
         self,
@@ -195,39 +190,43 @@ class Routes:
             try:
                 parts = urlsplit(target)
             except ValueError as exc:  # e.g. "http://[::1" as an absolute target
-                return _json(400, {"error": f"bad request target: {exc}"})
+                return json_response(400, {"error": f"bad request target: {exc}"})
             if parts.path == "/api/alerts" and method == "POST":
                 return await self._post_alerts(body, content_type, authorization)
             return await self._route(method, parts.path, parts.query, accept)
         except RequestError as exc:
-            return _json(exc.status, {"error": exc.message})
+            return json_response(exc.status, {"error": exc.message})
         except (SnapshotUnavailable, RedisError, OSError, TimeoutError) as exc:
             text = f"redis unavailable: {exc}\n".encode()
             return Response(503, "text/plain; charset=utf-8", text)
         except Exception as exc:
             # One bad request must not kill the server; the log has the traceback.
             log.exception("%s %s failed", method, target)
-            return _json(500, {"error": f"{type(exc).__name__}: {exc}"})
+            return json_response(500, {"error": f"{type(exc).__name__}: {exc}"})
 
     async def _route(self, method: str, path: str, query: str, accept: str | None) -> Response:
         if method != "GET":
-            return _json(405, {"error": f"{method} not allowed on {path}"})
+            return json_response(405, {"error": f"{method} not allowed on {path}"})
         if path == "/metrics":
             return await self._metrics(accept)
         if path == "/api/kpis":
             return await self._kpis(query)
         if path in {"/api/customers", "/api/cohorts"}:
-            return await self._customers(path, query)
+            return await self._view(self.customers, path, query)
+        if path in {"/api/accounts", "/api/reps"} or path.startswith(ACCOUNT_PREFIX):
+            return await self._view(self.accounts, path, query)
         if path == "/api/alerts":
             return await self._get_alerts()
+        if path == "/api/history":
+            return await self._history(query)
         if path == "/healthz":
             await asyncio.wait_for(self.offload(self._ping()), HEALTH_TIMEOUT_SECONDS)
-            return _json(200, {"status": "ok"})
+            return json_response(200, {"status": "ok"})
         if path in _ASSETS:
             name, content_type = _ASSETS[path]
             data = resources.files("streams.exporter").joinpath("board", name).read_bytes()
             return Response(200, content_type, data)
-        return _json(404, {"error": f"no route {path}"})
+        return json_response(404, {"error": f"no route {path}"})
 
     async def _ping(self) -> None:
         await self.ping()
@@ -262,7 +261,8 @@ class Routes:
         customers = await self.customer_reader.read(
             snapshot.end_s, [m.partition for m in snapshot.metas]
         )
-        scrape = _Scrape(snapshot, customers, {})
+        accounts = await self.account_reader.read(snapshot.end_s)
+        scrape = _Scrape(snapshot, customers, {}, accounts=accounts)
         for ct, enc in formats.items():
             scrape.answers[ct] = await self._render(scrape, ct, enc)
         return scrape
@@ -273,6 +273,8 @@ class Routes:
         snapshot = scrape.snapshot
         create(registry, lambda: snapshot, self.settings)
         CustomerCollector.register(registry, scrape.customers, snapshot.totals, self.settings)
+        accounts = scrape.accounts
+        registry.register(CustomerCollector(lambda: account_families(accounts, self.settings)))
         registry.register(_StatsCollector(self.stats, self.alerts))
         ProcessCollector(registry=registry)
         return Response(200, content_type, encoder(registry))
@@ -295,12 +297,12 @@ class Routes:
 
     async def _get_alerts(self) -> Response:
         if self.alertmanager is None:
-            return _json(200, await alerts_response(self.alerts, None))
+            return json_response(200, await alerts_response(self.alerts, None))
         # Many board viewers, one Alertmanager request per second (each waits 2 s at most).
         return await self.cache.get(("alerts",), self._alertmanager_alerts)
 
     async def _alertmanager_alerts(self) -> Response:
-        return _json(200, await alerts_response(self.alerts, self.alertmanager))
+        return json_response(200, await alerts_response(self.alerts, self.alertmanager))
 
     async def _post_alerts(
         self, body: bytes | BodyReader, content_type: str | None, authorization: str | None
@@ -308,7 +310,7 @@ class Routes:
         """The Alertmanager webhook: a bearer token, then application/json, then the body."""
         if self._token is None:
             self.stats.webhook_refused["disabled"] += 1
-            return _json(
+            return json_response(
                 404,
                 {
                     "error": "the webhook is off: this exporter has no STOREPULSE_WEBHOOK_TOKEN "
@@ -321,17 +323,19 @@ class Routes:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
             self.stats.webhook_refused["unauthorized"] += 1
             problem = "wrong bearer token" if authorization else "no bearer token"
-            return _json(
+            return json_response(
                 401,
                 {"error": f"{problem}: Authorization: Bearer <STOREPULSE_WEBHOOK_TOKEN> needed"},
                 (("WWW-Authenticate", 'Bearer realm="storepulse-webhook"'),),
             )
         # A browser posts text/plain, form or multipart bodies to another origin without
         # asking it first (no CORS preflight); only application/json is taken.
-        if _media_type(content_type) != "application/json":
+        if media_type(content_type) != "application/json":
             self.stats.webhook_refused["content_type"] += 1
             shown = (content_type or "none")[:64]
-            return _json(415, {"error": f"Content-Type must be application/json, got {shown!r}"})
+            return json_response(
+                415, {"error": f"Content-Type must be application/json, got {shown!r}"}
+            )
         try:
             data = body if isinstance(body, bytes) else await body()
         except RequestError as exc:
@@ -342,19 +346,55 @@ class Routes:
             firing, dropped = self.alerts.receive(json.loads(data or b"null"))
         except (ValueError, WebhookError) as exc:
             self.stats.webhook_refused["malformed"] += 1
-            return _json(400, {"error": str(exc)})
-        return _json(200, {"status": "ok", "firing": firing, "dropped": dropped})
+            return json_response(400, {"error": str(exc)})
+        return json_response(200, {"status": "ok", "firing": firing, "dropped": dropped})
 
-    # /api/customers, /api/cohorts -------------------------------------------------------------
+    # /api/customers, /api/cohorts, /api/accounts, /api/accounts/ID, /api/reps ---------------
 
-    async def _customers(self, path: str, raw_query: str) -> Response:
+    async def _view(
+        self, routes: CustomerRoutes | AccountRoutes, path: str, raw_query: str
+    ) -> Response:
         # The board polls them every few seconds per viewer: identical queries share one read.
-        routes = self.customers
-        answer = routes.report if path == "/api/customers" else routes.cohorts
         status, body = await self.cache.get(
-            (path, raw_query), lambda: self.offload(answer(raw_query))
+            (path, raw_query), lambda: self.offload(routes.answer(path, raw_query))
         )
-        return _json(status, body)
+        return json_response(status, body)
+
+    # /api/history ----------------------------------------------------------------------------
+
+    async def _history(self, raw_query: str) -> Response:
+        # Every viewer of the board asks every 10 s: one answer per range and second for all.
+        return await self.cache.get(
+            ("history", raw_query), lambda: self._compute_history(raw_query)
+        )
+
+    async def _compute_history(self, raw_query: str) -> Response:
+        query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
+        unknown = set(query) - {"range"}
+        if unknown:
+            listed = ", ".join(sorted(unknown))
+            return json_response(400, {"error": f"unknown parameters: {listed}"})
+        name = query.get("range", "1h")
+        if name not in RANGES:
+            return json_response(400, {"error": f"range must be one of {', '.join(RANGES)}"})
+        lines, error = None, None
+        if self.prometheus is not None:
+            # On this loop, like the Alertmanager client; Redis is read on its own below.
+            try:
+                lines = await prometheus_history(
+                    self.prometheus, self.settings, RANGES[name], self.reader.clock
+                )
+            except PrometheusError as exc:
+                error = f"prometheus: {exc}"
+        answer = await self.offload(self._stored_history(RANGES[name], lines))
+        answer["range"] = name
+        if error is not None:
+            answer["error"] = error  # degraded to the buckets' lines
+        return json_response(200, answer)
+
+    async def _stored_history(self, range_s: int, lines: dict[str, Any] | None) -> dict[str, Any]:
+        end_s = (await self._now_range(0))[1]
+        return await history(self.store, self.settings, range_s, end_s, lines)
 
     # /api/kpis --------------------------------------------------------------------------------
 
@@ -369,11 +409,11 @@ class Routes:
         try:
             from_s, to_s, by = await self._kpi_range(query)
         except ValueError as exc:
-            return _json(400, {"error": str(exc)})
+            return json_response(400, {"error": str(exc)})
         report = await kpi_report(
             self.store, self.settings, from_s, to_s, by, recoveries=self.customer_store
         )
-        return _json(200, report)
+        return json_response(200, report)
 
     async def _kpi_range(self, query: Mapping[str, str]) -> tuple[int, int, Dimension | None]:
         """[from, to) and the breakdown of /api/kpis; `to` defaults to the window end."""

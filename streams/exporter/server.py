@@ -242,6 +242,7 @@ class Exporter:
         cache_seconds: float = MAX_CACHE_SECONDS,
         clock: Callable[[], float] = time.time,
         limits: Limits | None = None,
+        prometheus_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.host = settings.exporter_host if host is None else host
@@ -266,6 +267,7 @@ class Exporter:
             alertmanager_url,
             self.stats,
             self._redis_loop.offload,
+            prometheus_url=prometheus_url,
         )
         self._runner: web.ServerRunner | None = None
         self._server: _Server | None = None

@@ -14,8 +14,9 @@
 -- Customer facts (streams/contract/facts.py), with A_CUSTOMER_FACTS = 1: one activity fact per
 -- new (customer, session, user, hour), remembered in the session hash (and evicted with it),
 -- and one order fact per counted order that has a customer, none for duplicates or anonymous
--- events. They are appended to the partition's outbox stream in this same atomic call, and
--- returned, so the worker publishes them without reading the outbox (docs/semantics.md).
+-- events; of the account kinds when the event carried an account_id (R_ACCOUNT_ID). They are
+-- appended to the partition's outbox stream in this same atomic call, and returned, so the
+-- worker publishes them without reading the outbox (docs/semantics.md).
 -- Anonymous orders are counted per hour (K_ANON), for the customer reports.
 --
 -- Sessions in event time (sessions.lua, loaded in front of this text): track() per accepted
@@ -118,7 +119,7 @@ local orders = pfx .. K_ORDERS
 local oz = pfx .. K_ORDER_TIMES
 local accepted, dups = 0, 0
 local facts_on = tonumber(ARGV[A_CUSTOMER_FACTS]) == 1
-local facts, n_activity, n_orders = {}, 0, 0
+local facts, n_facts = {}, {}
 local anon_days = {}
 local t_fields = {}
 for k = 0, #stages - 1 do
@@ -169,13 +170,17 @@ while i + RECORD_WIDTH - 1 <= last do
     end
     track(pfx, sk, sid, ev, i, ts, stage)
     local cust, uid = ev[i + R_CUSTOMER], ev[i + R_USER_ID]
+    -- An event with an account_id makes account facts (its customer is that account).
+    local is_account = ev[i + R_ACCOUNT_ID] ~= ''
     if facts_on and cust ~= '' then
       local hour = string.format('%d', math.floor(ts / HOUR_MS) * (HOUR_MS / 1000))
-      local mark = S_ACTIVITY .. hour .. S_ACTIVITY_SEP .. #cust .. S_ACTIVITY_SEP .. cust .. uid
+      local kind = is_account and FACT_ACCOUNT_ACTIVITY or FACT_ACTIVITY
+      local mark = S_ACTIVITY .. hour .. S_ACTIVITY_SEP .. kind .. #cust .. S_ACTIVITY_SEP
+        .. cust .. uid
       if redis.call('HSETNX', sk, mark, '1') == 1 then
         facts[#facts + 1] = cust
-        facts[#facts + 1] = cjson.encode({FACT_ACTIVITY, cust, sid, uid, hour})
-        n_activity = n_activity + 1
+        facts[#facts + 1] = cjson.encode({kind, cust, sid, uid, hour})
+        n_facts[kind] = (n_facts[kind] or 0) + 1
       end
     end
     local oid = ev[i + R_ORDER_ID]
@@ -199,10 +204,11 @@ while i + RECORD_WIDTH - 1 <= last do
           redis.call('HINCRBY', pfx .. K_ANON .. string.format('%d', day), hour, 1)
           redis.call('HINCRBY', tot, T_ANON_ORDERS, 1)
         elseif facts_on then
+          local kind = is_account and FACT_ACCOUNT_ORDER or FACT_ORDER
           facts[#facts + 1] = cust
           facts[#facts + 1] = cjson.encode(
-            {FACT_ORDER, cust, oid, ev[i + R_TS_MS], rev, cur, ch, dev, sid, uid})
-          n_orders = n_orders + 1
+            {kind, cust, oid, ev[i + R_TS_MS], rev, cur, ch, dev, sid, uid})
+          n_facts[kind] = (n_facts[kind] or 0) + 1
         end
       end
     end
@@ -230,11 +236,8 @@ if #cart_out > 0 then
 end
 
 local outbox = {}
-if n_activity > 0 then
-  redis.call('HINCRBY', tot, T_FACTS .. SEP .. FACT_ACTIVITY, n_activity)
-end
-if n_orders > 0 then
-  redis.call('HINCRBY', tot, T_FACTS .. SEP .. FACT_ORDER, n_orders)
+for kind, n in pairs(n_facts) do
+  redis.call('HINCRBY', tot, T_FACTS .. SEP .. kind, n)
 end
 -- An entry's fields are the facts' positions (a stream entry is read back as a map, so the
 -- customers, which repeat, cannot be its field names); a fact's customer is its slot 2.

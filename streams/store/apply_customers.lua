@@ -177,6 +177,8 @@ local function cohort_moves(ck, cz, k, b, a, skip)
   return true
 end
 
+--@accounts: apply_accounts.lua is inserted here (streams/store/customers.py).
+
 local dup_orders = 0
 local by_kind = {}
 
@@ -187,6 +189,19 @@ local function apply_activity(j)
     if kept(start) then
       redis.call('SADD', pkey(K_ACTIVE, k, start), cust)
     end
+  end
+end
+
+-- A customer new in the ordering set of period `start` (granularity k) is retained there when it
+-- ordered in the period before, and in the period after when it orders there: both counts only
+-- grow, whatever order the facts come in.
+local function count_retained(cust, k, start, before, after)
+  local name = G[k] .. PSEP
+  if redis.call('SISMEMBER', pfx .. K_ORDERING .. name .. before, cust) == 1 then
+    redis.call('HINCRBY', pkey(K_COUNTS, k, start), P_RETAINED, 1)
+  end
+  if kept(after) and redis.call('SISMEMBER', pfx .. K_ORDERING .. name .. after, cust) == 1 then
+    redis.call('HINCRBY', pkey(K_COUNTS, k, after), P_RETAINED, 1)
   end
 end
 
@@ -204,6 +219,8 @@ local function apply_order(j)
   for k = 1, N_PERIODS do
     periods[k] = rec[j + R_HOUR + k - 1]
   end
+  local before = {string.match(rec[j + R_BEFORE], STARTS_PATTERN)}
+  local after = {string.match(rec[j + R_AFTER], STARTS_PATTERN)}
   local text = table.concat({ts, units, cur, ch, dev, unpack(periods)}, DETAIL_SEP)
   redis.call('HSET', ck, C_ORDER .. oid, text)
   redis.call('ZADD', cz, ts, oid)
@@ -214,6 +231,9 @@ local function apply_order(j)
     local added = 0
     if kept(start) then
       added = redis.call('SADD', pkey(K_ORDERING, k, start), cust)
+      if added == 1 then
+        count_retained(cust, k, start, before[k], after[k])
+      end
       local pc = pkey(K_COUNTS, k, start)
       redis.call('HINCRBY', pc, P_ORDERS, 1)
       redis.call('HINCRBY', pc, P_REVENUE .. SEP .. cur, units)
@@ -255,6 +275,7 @@ local function apply_history(j)
     cohort_moves(ck, cz, k, b, a, nil)
   end
   move(cust, b, a)
+  account_history(cust)
 end
 
 local applied = 0
@@ -269,6 +290,13 @@ while j + RECORD_WIDTH - 1 <= #rec do
     apply_history(j)
   elseif kind == FACT_CART then
     apply_cart(rec, j)
+  elseif kind == FACT_ACCOUNT_ACTIVITY then
+    -- An account is a customer: its facts count as the customer's, and feed its views.
+    apply_activity(j)
+    account_activity(j)
+  elseif kind == FACT_ACCOUNT_ORDER then
+    apply_order(j)
+    account_order(j)
   end
   by_kind[kind] = (by_kind[kind] or 0) + 1
   applied = applied + 1
@@ -287,8 +315,10 @@ for _, name in ipairs(old) do
   for _, kind in ipairs({K_ACTIVE, K_ORDERING, K_COHORT, K_COUNTS, K_VALUES}) do
     redis.call('UNLINK', pfx .. kind .. name)
   end
+  evict_account_hour(name)
   redis.call('ZREM', index, name)
 end
+trim_accounts()
 
 carts_done()
 

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from streams.contract.facts import FACT_ACTIVITY, FACT_CART, FACT_HISTORY, FACT_ORDER
+from streams.contract.facts import (
+    FACT_ACCOUNT_ACTIVITY,
+    FACT_ACCOUNT_ORDER,
+    FACT_ACTIVITY,
+    FACT_CART,
+    FACT_HISTORY,
+    FACT_ORDER,
+)
 from streams.contract.periods import COHORT_PERIODS, PERIOD_CODES, PERIODS, Period
 from streams.store import keys
 from streams.store.session_keys import CUSTOMER_CART_LUA, lua_table
@@ -33,6 +40,7 @@ __all__ = [
     "COUNT_NEW_DEVICE",
     "COUNT_ORDERS",
     "COUNT_REPEAT",
+    "COUNT_RETAINED",
     "COUNT_REVENUE",
     "CUSTOMER",
     "CUSTOMER_ORDERS",
@@ -80,6 +88,10 @@ COUNT_REVENUE = "r"  # r|<currency>: their revenue, ten-thousandths
 COUNT_NEW_CHANNEL = "nc"  # nc|<channel>: new customers by acquisition channel
 COUNT_NEW_DEVICE = "nd"  # nd|<device>
 COUNT_REPEAT = "rp"  # customers whose second order is in the period
+# Customers ordering in the period and the one before: counted when a customer joins a
+# period's ordering set, against the sets of the periods before and after (a set only grows,
+# so the count is exact in any order; reading it needs no intersection of large sets).
+COUNT_RETAINED = "rt"
 
 # Fields of COHORT_VALUES (of the cohort starting at the key's period).
 VALUE_CUSTOMERS = "n"  # n|<period start>: the cohort's customers ordering in that period
@@ -115,6 +127,7 @@ class CustomerArgs(NamedTuple):
     recovery_ms: int  # an order recovers the customer's carts that ended this long before it
     cart_horizon_ms: int  # carts that ended before this are forgotten (wm - window - lateness)
     bucket_horizon_s: int  # recovery buckets older than this are deleted (retention)
+    risk_factor: int  # STOREPULSE_AT_RISK_FACTOR x RISK_SCALE (account views, account_keys.py)
     n_totals: int
 
 
@@ -133,9 +146,12 @@ class FactRecord(NamedTuple):
     day: str
     week: str
     month: str
+    before: str  # order: starts of the periods before those, DETAIL_SEP-joined; else ''
+    after: str  # order: starts of the periods after them; else ''
     history: str  # "<orders>\t<first_ms>\t<last_ms>", '' unless a history fact
-    session_id: str  # a cart fact's session ('' otherwise), its version and country
-    version: str
+    session_id: str  # activity, order and cart facts: the session ('' without one)
+    user_id: str  # activity and order facts: the user ('' without one)
+    version: str  # cart facts: the fact's version and the session's country ('' otherwise)
     country: str
 
 
@@ -173,11 +189,13 @@ def _constants() -> dict[str, str | int]:
         "MINUS": "-",  # a negated amount: HINCRBY of "-" .. units (exact past 2^53)
         "DETAIL_PATTERN": _pattern(9),
         "HISTORY_PATTERN": _pattern(3),
+        "STARTS_PATTERN": _pattern(4),
         "P_ORDERS": COUNT_ORDERS,
         "P_REVENUE": COUNT_REVENUE,
         "P_NEW_CHANNEL": COUNT_NEW_CHANNEL,
         "P_NEW_DEVICE": COUNT_NEW_DEVICE,
         "P_REPEAT": COUNT_REPEAT,
+        "P_RETAINED": COUNT_RETAINED,
         "V_CUSTOMERS": VALUE_CUSTOMERS,
         "V_REVENUE": VALUE_REVENUE,
         "V_ORDERS": VALUE_ORDERS,
@@ -192,6 +210,8 @@ def _constants() -> dict[str, str | int]:
         "FACT_ORDER": FACT_ORDER,
         "FACT_HISTORY": FACT_HISTORY,
         "FACT_CART": FACT_CART,
+        "FACT_ACCOUNT_ACTIVITY": FACT_ACCOUNT_ACTIVITY,
+        "FACT_ACCOUNT_ORDER": FACT_ACCOUNT_ORDER,
         "STATUS_OK": keys.STATUS_OK,
         "STATUS_CONFLICT": keys.STATUS_CONFLICT,
         "RECORD_WIDTH": len(FactRecord._fields),

@@ -10,21 +10,31 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from streams.contract.accounts import risk_factor_scaled
 from streams.contract.periods import Period
 from streams.settings import Settings
+from streams.store import account_keys as ak
 from streams.store import customer_keys as ck
 from streams.store.funnel import BatchCall, FunnelStore
 
-__all__ = ["CUSTOMER_SCRIPT", "CohortSums", "CustomerStore", "PeriodSums"]
+__all__ = ["ACCOUNTS_MARK", "CUSTOMER_SCRIPT", "CohortSums", "CustomerStore", "PeriodSums"]
 
-_SCRIPTS = resources.files("streams.store")
-# The header, the carts' table and library (carts.lua), then the script's own text.
+_SOURCES = resources.files("streams.store")
+# The account views are written in the same call: apply_accounts.lua goes where the customer
+# script marks it, after the helpers it uses (one header each; the accounts' skips duplicates).
+ACCOUNTS_MARK = "--@accounts: apply_accounts.lua is inserted here (streams/store/customers.py).\n"
+_ACCOUNTS = (
+    _SOURCES.joinpath("account_lib.lua").read_text()
+    + _SOURCES.joinpath("apply_accounts.lua").read_text()
+)
+# The headers, the carts' table and library (carts.lua), then the script's own text.
 CUSTOMER_SCRIPT = (
     ck.lua_header()
+    + ak.lua_header(skip=frozenset(ck.LUA_CONSTANTS))
     + ck.carts_table()
-    + _SCRIPTS.joinpath("bytes.lua").read_text()
-    + _SCRIPTS.joinpath("carts.lua").read_text()
-    + _SCRIPTS.joinpath("apply_customers.lua").read_text()
+    + _SOURCES.joinpath("bytes.lua").read_text()
+    + _SOURCES.joinpath("carts.lua").read_text()
+    + _SOURCES.joinpath("apply_customers.lua").read_text().replace(ACCOUNTS_MARK, _ACCOUNTS, 1)
 )
 
 
@@ -79,6 +89,7 @@ class CustomerStore(FunnelStore):
                 - (self.settings.recovery_window_seconds + self.settings.allowed_lateness_seconds)
                 * 1_000,
                 bucket_horizon_s=call.watermark_ms // 1_000 - self.settings.retention_seconds,
+                risk_factor=risk_factor_scaled(self.settings.at_risk_factor),
                 n_totals=len(call.totals),
             )
         )
@@ -98,41 +109,31 @@ class CustomerStore(FunnelStore):
     async def period_sums(
         self, partitions: Sequence[int], period: Period, starts: Sequence[int]
     ) -> dict[int, PeriodSums]:
-        """Figures of consecutive periods (one round trip); retained needs the one before."""
-        per = 5
+        """Figures of periods (one round trip, 4 commands per period and partition, none of
+        them proportional to the customers: set sizes and the period's counters)."""
+        per = 4
         async with self.client.pipeline(transaction=False) as pipe:
             for p in partitions:
                 pfx = self.prefix(p)
-                for n, start in enumerate(starts):
+                for start in starts:
                     pipe.scard(ck.period_key(pfx, ck.ACTIVE, period, start))
                     pipe.scard(ck.period_key(pfx, ck.ORDERING, period, start))
                     pipe.scard(ck.period_key(pfx, ck.COHORT, period, start))
                     pipe.hgetall(ck.period_key(pfx, ck.COUNTS, period, start))
-                    before = starts[n - 1] if n else None
-                    if before is None:
-                        pipe.echo("0")
-                    else:
-                        # Both sets on one partition (one slot): Redis intersects them.
-                        pipe.sintercard(
-                            2,
-                            [
-                                ck.period_key(pfx, ck.ORDERING, period, before),
-                                ck.period_key(pfx, ck.ORDERING, period, start),
-                            ],
-                        )
             rows = await pipe.execute()
         out = {start: PeriodSums() for start in starts}
         i = 0
         for _ in partitions:
             for start in starts:
-                active, ordering, new, counts, retained = rows[i : i + per]
+                active, ordering, new, counts = rows[i : i + per]
                 i += per
                 sums = out[start]
                 sums.active += int(active)
                 sums.ordering += int(ordering)
                 sums.new += int(new)
-                sums.retained += int(retained)
                 _add(sums.counts, counts)
+        for sums in out.values():
+            sums.retained = sums.counts.pop(ck.COUNT_RETAINED, 0)
         return out
 
     async def cohort_sums(

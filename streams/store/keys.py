@@ -13,7 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from streams.contract.facts import FACT_ACTIVITY, FACT_CART, FACT_ORDER
+from streams.contract.facts import (
+    FACT_ACCOUNT_ACTIVITY,
+    FACT_ACCOUNT_ORDER,
+    FACT_ACTIVITY,
+    FACT_CART,
+    FACT_ORDER,
+)
 from streams.contract.kpis import Dimension, FunnelCounts
 
 __all__ = [
@@ -134,8 +140,9 @@ SESSION_SEGMENT = "g"  # "<channel>\t<device>\t<country>" of its first accepted 
 SESSION_STAGE_TIME = "t"  # t<k>: when the session reached stage k (ms)
 SESSION_EVENT = "e:"  # e:<event_id>: seen event ids
 SESSION_COUNT = "n"  # distinct events held (the cap's count)
-# a:<hour>:<len(customer)>:<customer><user_id>: the session's activity fact of that customer,
-# user and hour was emitted (the length makes ids with any characters unambiguous).
+# a:<hour>:<kind><len(customer)>:<customer><user_id>: the session's activity fact of that kind
+# (an account's or not), customer, user and hour was emitted (the length makes ids with any
+# characters unambiguous).
 SESSION_ACTIVITY = "a:"
 ACTIVITY_SEP = ":"
 SEGMENT_SEP = "\t"
@@ -191,7 +198,7 @@ class EventRecord(NamedTuple):
     currency: str  # '' when none
     customer: str  # account_id, else user_id, else '' (streams/contract/facts.py)
     user_id: str  # '' when none
-    account_id: str  # '' when none
+    account_id: str  # '' when none (with one, the customer is it: account facts)
     sku: str  # add_to_cart, remove_from_cart; '' otherwise
     quantity: str
     price_units: str  # add_to_cart: unit price, ten-thousandths (its currency in currency)
@@ -348,6 +355,8 @@ def _lua_constants() -> dict[str, str | int]:
         "FACT_ACTIVITY": FACT_ACTIVITY,
         "FACT_ORDER": FACT_ORDER,
         "FACT_CART": FACT_CART,
+        "FACT_ACCOUNT_ACTIVITY": FACT_ACCOUNT_ACTIVITY,
+        "FACT_ACCOUNT_ORDER": FACT_ACCOUNT_ORDER,
         "HOUR_MS": 3_600_000,
         "DAY_MS": 86_400_000,
         "STATUS_OK": STATUS_OK,

@@ -1,4 +1,4 @@
-"""The Faust application: a thin agent that hands batches to the BatchProcessor."""
+"""The Faust application: the batch path hands each fetched batch to the BatchProcessor."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from streams.kafka import ensure_topics, faust_broker_options
@@ -23,10 +23,13 @@ from streams.settings import Settings
 from streams.store.client import connect, ping
 from streams.store.funnel import FunnelStore
 from streams.worker import metrics as worker_metrics
+from streams.worker.batch import Record
+from streams.worker.batchpath import BatchConsumer, BatchTransport, consume_batches
 from streams.worker.deadletters import DeadLetterProducer
 from streams.worker.facts import FactProducer, FactSink
 from streams.worker.health import TRANSIENT
-from streams.worker.processor import BatchProcessor, Record
+from streams.worker.metrics import Endpoint
+from streams.worker.processor import BatchProcessor
 
 __all__ = [
     "EXIT_STALLED",
@@ -36,6 +39,7 @@ __all__ = [
     "create_app",
     "faust_options",
     "raw_topic",
+    "stage_options",
     "wire",
 ]
 
@@ -86,8 +90,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _ResumingConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, which after seeking to the committed offsets resumes from Redis."""
+class _ResumingConsumer(BatchConsumer):
+    """The batch path's consumer, which after seeking to the committed offsets resumes from
+    Redis."""
 
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -115,11 +120,12 @@ class _ResumingConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, offset)
 
 
-class Transport(faust_aiokafka.Transport):
+class Transport(BatchTransport):
     """The worker's transport: its consumer resumes from Redis and fetches with a short wait.
 
     Public so that the benchmark's other agents fetch exactly as the worker does (the resume
-    step acts only for a StorepulseApp).
+    step acts only for a StorepulseApp, the batch path only for topics given a handler by
+    consume_batches: the agents' topics go through Faust's per-message delivery).
     """
 
     Consumer = _ResumingConsumer
@@ -161,20 +167,19 @@ class StorepulseApp(faust.App):
     def __init__(
         self,
         settings: Settings,
-        registry: CollectorRegistry,
+        endpoint: Endpoint,
         app_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.sp = settings
         self.source_topic = settings.topic
-        self.web_port = settings.worker_web_port
+        self.web_port = worker_metrics.web_port(settings, "sessions")
         self.facts: FactProducer | None = None
-        self.registry = registry
-        self.worker_metrics = worker_metrics.create(registry)
+        self.endpoint = endpoint
+        self.worker_metrics = endpoint.metrics
         self.processor: BatchProcessor | None = None
         self.redis: Any = None
         self.dlq: DeadLetterProducer | None = None
-        self._metrics_server: tuple[Any, Any] | None = None
         # When the current rebalance began (monotonic), None outside one: a rebalance that
         # never ends is a stall too (seen on Tansu after a restart: assignment never finished).
         self.rebalance_began: float | None = None
@@ -203,11 +208,9 @@ class StorepulseApp(faust.App):
         # Runs before Faust starts its consumer: the processor exists by the first assignment.
         sp = self.sp
         contain_log_storms()  # Faust has set up logging by now
-        if self.web_port:
-            # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0.
-            self._metrics_server = start_http_server(
-                self.web_port, addr=sp.worker_web_host, registry=self.registry
-            )
+        # First, so that a worker waiting for Kafka or Redis reports storepulse_worker_up 0
+        # (`storepulse worker` serves it already, before Faust is even imported: run.py).
+        self.endpoint.serve(sp.worker_web_host, self.web_port)
         await _until_reachable(
             "kafka",
             sp.kafka_bootstrap,
@@ -276,10 +279,7 @@ class StorepulseApp(faust.App):
             await self.facts.stop()
         if self.redis is not None:
             await self.redis.aclose()
-        if self._metrics_server is not None:
-            server, thread = self._metrics_server
-            server.shutdown()
-            thread.join(timeout=5)
+        self.endpoint.stop()
 
 
 async def _until_reachable(
@@ -357,36 +357,34 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> StorepulseApp:
-    """The worker app for these settings (tests pass their own registry)."""
-    app = StorepulseApp(settings, registry or CollectorRegistry(), **faust_options(settings))
-    return wire(app, raw_topic(app, settings), "storepulse.funnel")
+def stage_options(settings: Settings) -> dict[str, Any]:
+    """faust_options of a stage on the batch path (the session worker, the customer stage).
+
+    One fetch hands over at most a batch: one handler call per fetch. The bench's Faust agents
+    keep faust_options as they are (the trivial agent is the reference as Faust configures it).
+    """
+    return {**faust_options(settings), "broker_max_poll_records": settings.batch_size}
 
 
-def wire(app: StorepulseApp, source: Any, agent_name: str) -> StorepulseApp:
-    """The agent handing batches of source to the app's processor, and the worker's timers."""
+def create_app(
+    settings: Settings, registry: CollectorRegistry | None = None, endpoint: Endpoint | None = None
+) -> StorepulseApp:
+    """The worker app for these settings (tests pass their own registry; `storepulse worker`
+    the endpoint it serves already)."""
+    app = StorepulseApp(settings, endpoint or Endpoint(registry), **stage_options(settings))
+    return wire(app, raw_topic(app, settings))
+
+
+def wire(app: StorepulseApp, source: Any) -> StorepulseApp:
+    """The batch path handing the fetches of source to the app's processor, and the timers."""
     settings = app.sp
 
-    @app.agent(source, name=agent_name)
-    async def batches(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-            assert app.processor is not None
-            # wait=False: this batch's Redis call overlaps the next batch's validation.
-            await app.processor.process(
-                [
-                    Record(
-                        partition=e.message.partition,
-                        offset=e.message.offset,
-                        key=e.message.key,
-                        value=e.message.value,
-                        timestamp_ms=int(e.message.timestamp * 1000)
-                        if e.message.timestamp
-                        else None,
-                    )
-                    for e in events
-                ],
-                wait=False,
-            )
+    async def apply(batches: Mapping[TP, Sequence[Record]]) -> None:
+        assert app.processor is not None
+        # Every partition of the fetch in one call: one pipelined round trip to Redis.
+        await app.processor.process([r for records in batches.values() for r in records])
+
+    consume_batches(app, source, apply)
 
     @app.timer(0.25)  # type: ignore[untyped-decorator]
     async def highwaters() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from streams.contract.events import Rejected
 from streams.contract.facts import ActivityFact, CartFact, HistoryFact, OrderFact, parse_fact
 from streams.contract.funnel import PartitionCursor, country_label, fingerprint, segment_label
-from streams.contract.periods import period_starts
+from streams.contract.periods import PERIODS, next_start, period_starts, previous_start
 from streams.settings import Settings
 from streams.store.customer_keys import DETAIL_SEP, FactRecord
 from streams.store.funnel import BatchCall, SessionLimit
@@ -16,6 +16,9 @@ from streams.worker.batch import Prepared, Record
 from streams.worker.deadletters import Rejection
 
 __all__ = ["FactBatchBuilder"]
+
+# Every slot empty: a history or cart fact fills only its own (FactRecord's comments).
+_BLANK = FactRecord(*[""] * len(FactRecord._fields))
 
 
 class FactBatchBuilder:
@@ -54,9 +57,7 @@ class FactBatchBuilder:
                 continue
             if isinstance(fact, HistoryFact):
                 history = DETAIL_SEP.join((fact.orders, fact.first_order_ms, fact.last_order_ms))
-                blank = [""] * 10
-                # The slots of FactRecord: kind, customer, ten blanks, history, three blanks.
-                events += [fact.kind, fact.customer, *blank, history, "", "", ""]
+                events += _BLANK._replace(kind=fact.kind, customer=fact.customer, history=history)
                 continue
             if isinstance(fact, CartFact):
                 if fact.end_ms:
@@ -66,10 +67,16 @@ class FactBatchBuilder:
                     country = country_label(fact.country)
                 else:
                     channel = device = country = ""
-                events += FactRecord(
-                    fact.kind, fact.customer, "", fact.end_ms, "", "", channel, device,
-                    "", "", "", "", "", fact.session_id, fact.version, country,
-                )  # fmt: skip
+                events += _BLANK._replace(
+                    kind=fact.kind,
+                    customer=fact.customer,
+                    ts_ms=fact.end_ms,
+                    channel=channel,
+                    device=device,
+                    session_id=fact.session_id,
+                    version=fact.version,
+                    country=country,
+                )
                 continue
             if isinstance(fact, ActivityFact):
                 ts = int(fact.hour) * 1_000
@@ -82,7 +89,14 @@ class FactBatchBuilder:
                 channel = segment_label(fact.channel, channels)
                 device = segment_label(fact.device, devices)
             cursor.accept(ts)
-            hour, day, week, month = (str(s) for s in period_starts(ts // 1_000))
+            starts = period_starts(ts // 1_000)
+            hour, day, week, month = (str(s) for s in starts)
+            before = after = ""
+            if isinstance(fact, OrderFact):
+                # The neighbours of each period, for the retained count (customer_keys.py).
+                pairs = list(zip(PERIODS, starts, strict=True))
+                before = DETAIL_SEP.join(str(previous_start(g, s)) for g, s in pairs)
+                after = DETAIL_SEP.join(str(next_start(g, s)) for g, s in pairs)
             events += FactRecord(
                 fact.kind,
                 fact.customer,
@@ -96,8 +110,11 @@ class FactBatchBuilder:
                 day,
                 week,
                 month,
+                before,
+                after,
                 "",
-                "",
+                fact.session_id,
+                fact.user_id,
                 "",
                 "",
             )

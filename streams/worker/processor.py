@@ -121,11 +121,11 @@ class BatchProcessor:
     async def process(self, records: Sequence[Record], wait: bool = True) -> None:
         """Apply one batch; with wait, return once every record is stored or dead-lettered.
 
-        Without wait (the Faust agent), the batch's Redis call runs while the next batch is
-        validated: the script takes ~45 us/event of Redis time that the worker would otherwise
-        spend idle. Exactness does not depend on Kafka commits (a restarted or re-assigned worker
-        resumes from the offsets stored in Redis), so acknowledging a batch whose apply is still
-        in flight loses nothing. Call flush() to wait for it.
+        Without wait, the batch's Redis call runs while the next batch is validated (the batch
+        path's handler waits: it returns when applied). Exactness does not depend on Kafka
+        commits (a restarted or re-assigned worker resumes from the offsets stored in Redis), so
+        acknowledging a batch whose apply is still in flight would lose nothing. Call flush() to
+        wait for it.
         """
         async with self._lock:
             try:

@@ -26,6 +26,9 @@ from storepulse.local.procs import free_port
 from streams.settings import Settings, child_environment
 from tests.harness import PROJECT_DIR
 
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 # The Dockerfile's COPY sources: all that the wheel is built from.
 SOURCES = ("pyproject.toml", "README.md", "streams", "producers", "storepulse")
 RUNTIME_LOCK = PROJECT_DIR / "requirements-runtime.lock"

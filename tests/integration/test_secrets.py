@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from storepulse.local.procs import ManagedProcess, ProcessSpec, free_port, http_ready, redis_ready
@@ -17,6 +18,9 @@ from streams.settings import Settings
 from tests import harness
 from tests.integration.streams.exporter.test_exporter import get
 from tests.integration.streams.worker.test_worker import make_trace
+
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 # Unique per run, so a hit can only come from this test. The Redis one holds an @ and a : as
 # people paste them into URLs, unencoded.

@@ -8,6 +8,13 @@
   const WINDOWS = ["5m", "15m", "1h"];
   let windowName = WINDOWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "15m";
   let timer = null;
+  // The history costs more (up to a day of points): every 10 s, and when the range changes.
+  const HISTORY_MS = 10000;
+  const RANGES = ["1h", "6h", "24h"];
+  let rangeName = "1h";
+  let historyTimer = null;
+  let lastHistory = null;
+  let lastAlerts = [];
 
   const $ = (sel) => document.querySelector(sel);
 
@@ -106,7 +113,114 @@
     }
   }
 
+  // The history: one chart per KPI (own SVG code, chart.js), the segment table. -------------
+
+  function chartSpecs(history) {
+    const c = history.charts;
+    const specs = [
+      ["conversion", c.conversion, pct, true],
+      ["cart_abandonment", c.cart_abandonment, pct, true],
+    ];
+    for (const [step, line] of Object.entries(c.dropoff)) {
+      specs.push(["dropoff:" + step, Object.assign({ step: step }, line), pct, true]);
+    }
+    specs.push(["orders_per_minute", c.orders_per_minute, (v) => v.toFixed(1), false]);
+    for (const [currency, points] of Object.entries(c.revenue_per_minute.by_currency)) {
+      const line = { label: c.revenue_per_minute.label + " (" + currency + ")", points: points };
+      specs.push(["revenue_per_minute:" + currency, line, (v) => v.toFixed(2), false]);
+    }
+    return specs;
+  }
+
+  // Without Prometheus the exporter has no alert history: the alerts firing now are marked
+  // from when they started.
+  function firingNow(line, now) {
+    const out = [];
+    for (const alert of lastAlerts) {
+      if (alert.name !== line.alert) continue;
+      if (line.step && alert.labels.step && alert.labels.step !== line.step) continue;
+      const start = Date.parse(alert.startsAt) / 1000;
+      if (!Number.isNaN(start)) out.push([start, now]);
+    }
+    return out;
+  }
+
+  function renderHistory(history) {
+    lastHistory = history;
+    const from = Date.parse(history.from) / 1000;
+    const to = Date.parse(history.to) / 1000;
+    const axis = { from: from, to: to, step: history.step_seconds };
+    const source = history.source === "prometheus" ? "from Prometheus" : "from the exporter's event-time buckets";
+    $("#history-source").textContent = source + (history.error ? " (" + history.error + ")" : "");
+    const box = $("#charts");
+    const seen = new Set();
+    for (const [key, line, format, ratio] of chartSpecs(history)) {
+      seen.add(key);
+      let figure = box.querySelector('figure[data-chart="' + key + '"]');
+      if (!figure) {
+        figure = document.createElement("figure");
+        figure.className = "chart";
+        figure.dataset.chart = key;
+        box.appendChild(figure);
+      }
+      const firing = history.source === "prometheus" || !line.alert ? line.firing || [] : firingNow(line, to);
+      window.StorepulseChart.draw(
+        figure,
+        { label: line.label, points: line.points, threshold: line.threshold, firing: firing, format: format, ratio: ratio },
+        axis
+      );
+    }
+    for (const figure of [...box.querySelectorAll("figure")]) {
+      if (!seen.has(figure.dataset.chart)) figure.remove();
+    }
+    renderSegments(history.segments);
+    document.body.dataset.range = history.range;
+    document.body.dataset.historySource = history.source;
+    document.body.dataset.history = String(Number(document.body.dataset.history || 0) + 1);
+  }
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+  }
+
+  function renderSegments(rows) {
+    const body = $("#segments tbody");
+    body.replaceChildren();
+    for (const r of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.segment = r.channel + "/" + r.device;
+      if (r.score !== null && r.score >= 1) tr.className = "beyond";
+      cell(tr, r.channel);
+      cell(tr, r.device);
+      cell(tr, count(r.visits), "num");
+      cell(tr, pct(r.conversion), "num");
+      cell(tr, pct(r.conversion_baseline), "num muted");
+      cell(tr, pct(r.abandonment), "num");
+      cell(tr, pct(r.abandonment_baseline), "num muted");
+      cell(tr, r.score === null ? "–" : Math.round(r.score * 100) + "%", "num");
+      body.appendChild(tr);
+    }
+  }
+
+  async function refreshHistory() {
+    clearTimeout(historyTimer);
+    const shown = rangeName;
+    const url = "api/history?range=" + encodeURIComponent(shown);
+    $("#history-link").href = url;
+    try {
+      const history = await getJson(url);
+      if (shown === rangeName) renderHistory(history);
+    } catch (err) {
+      $("#history-source").textContent = "no history: " + err.message;
+    }
+    historyTimer = setTimeout(refreshHistory, HISTORY_MS);
+  }
+
   function renderAlerts(data) {
+    lastAlerts = data.alerts || [];
     const list = $("#alerts");
     list.replaceChildren();
     const alerts = data.alerts || [];
@@ -184,5 +298,21 @@
       refresh();
     });
   }
+  for (const button of document.querySelectorAll("#ranges button")) {
+    button.addEventListener("click", () => {
+      rangeName = RANGES.includes(button.dataset.range) ? button.dataset.range : "1h";
+      for (const other of document.querySelectorAll("#ranges button")) {
+        other.classList.toggle("active", other === button);
+      }
+      refreshHistory();
+    });
+  }
+  // Charts are drawn at their box's width in pixels: again when it changes (rotation, resize).
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => lastHistory && renderHistory(lastHistory), 200);
+  });
   refresh();
+  refreshHistory();
 })();

@@ -5,8 +5,8 @@ Fed by `storepulse generate` (paced, with 10 % invalid lines) through the broker
 with its own timestamps, so that the period before the current hour has ordering customers and
 the retention panel has a ratio to show.
 The recording rules are the production ones with short windows (see test_alerting_e2e): with
-the production 6 h baseline, every `*_rate6h_offset15m` and `*:alert_threshold` panel would be
-empty for the first 15 minutes of any Prometheus, not only in a test. The invalid lines make
+the production baseline, every `*:baseline` and `*:alert_threshold` panel would be
+empty for the first half hour of any Prometheus, not only in a test. The invalid lines make
 DeadLetterSurge fire (its `for:` shortened to 3 s), so the "Firing alerts" annotation
 (ALERTS{alertstate="firing"}) has data too: no expression is exempt.
 """
@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from storepulse.local.procs import free_port
 from storepulse.local.stack import prometheus_spec
@@ -31,6 +33,9 @@ from tests.integration.storepulse.monitoring.test_alerting_e2e import (
     prom,
     write_short_rules,
 )
+
+# Minutes long: started first, so that the run does not end waiting for it (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 
 def grafana_build() -> ModuleType:
@@ -47,8 +52,11 @@ def grafana_build() -> ModuleType:
 def test_every_dashboard_expression_returns_data(make_settings, tmp_path: Path) -> None:
     # 5 s buckets: the event-time window gauges have complete buckets within seconds. Sessions
     # end a minute after their last event (the shortest timeout): the live traffic's bounces
-    # end within the test, the sessions and carts rules get their samples.
-    s = make_settings(partitions=3, bucket_seconds=5, session_timeout_seconds=60)
+    # end within the test, the sessions and carts rules get their samples. Rep labels on: the
+    # dashboard has a panel by sales rep.
+    s = make_settings(
+        partitions=3, bucket_seconds=5, session_timeout_seconds=60, export_rep_labels=True
+    )
     expressions = grafana_build().panel_expressions()
     assert len(expressions) > 30
     rules = write_short_rules(tmp_path)

@@ -18,7 +18,8 @@ from producers.config import (
     TrafficConfig,
     weights_for,
 )
-from producers.model import LOST, TrafficModel
+from producers.entries import LOST
+from producers.model import TrafficModel
 from producers.scenarios import Scenario, Timeline
 from producers.truth import GroundTruth
 from streams.contract.events import DEFAULT_CHECKOUT_STEPS, EventParser, Rejected
@@ -44,11 +45,12 @@ def run(
     scenarios: Sequence[Scenario] = (),
     duration_s: float | None = None,
     lines: int | None = None,
+    start_ms: int = START_MS,
 ) -> tuple[list[tuple[str | None, str]], GroundTruth]:
     """Emit like `generate` does to a file: (key, line) pairs in order, and the ground truth."""
-    model = TrafficModel(cfg, Timeline(scenarios), seed, START_MS)
+    model = TrafficModel(cfg, Timeline(scenarios), seed, start_ms)
     truth = GroundTruth(model.stages)
-    end = START_MS + duration_s * 1_000 if duration_s is not None else float("inf")
+    end = start_ms + duration_s * 1_000 if duration_s is not None else float("inf")
     out: list[tuple[str | None, str]] = []
     for entry in itertools.takewhile(lambda e: e[0] < end, model):
         truth.record(entry)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from producers.model import INVALID_KINDS, TrafficModel, invalid_line
+from producers.entries import INVALID_KINDS, invalid_line
+from producers.model import TrafficModel
 from producers.scenarios import Timeline
 from streams.contract.events import EventParser, Rejected
 from streams.contract.times import format_ts
@@ -225,3 +226,51 @@ def test_impossible_configuration_is_refused() -> None:
         config(loss_share=1.0).check()
     with pytest.raises(ValueError, match="think_scale"):
         config(think_scale=0.0).check()
+    with pytest.raises(ValueError, match="weekend_dip"):
+        config(weekend_dip=1.0).check()
+    # The daily conversion shape at its peak must not need a cart rate above 1 either.
+    config(cvr=0.09).check()
+    with pytest.raises(ValueError, match="cvr-daily-shape"):
+        config(cvr=0.09, cvr_daily_amplitude=0.9).check()
+
+
+def test_weekend_dip_and_daily_shapes() -> None:
+    model = TrafficModel(
+        config(daily_amplitude=0.5, cvr_daily_amplitude=0.2, weekend_dip=0.4, daily_peak_hour=20),
+        Timeline(),
+        1,
+        START_MS,
+    )
+    wednesday_8pm = START_MS + 20 * 3_600_000  # 2024-05-01 was a Wednesday
+    saturday_8pm = wednesday_8pm + 3 * 86_400_000
+    assert model.daily_shape(wednesday_8pm) == pytest.approx(1.5)
+    assert model.daily_shape(wednesday_8pm + 12 * 3_600_000) == pytest.approx(0.5)
+    assert model.daily_shape(saturday_8pm) == pytest.approx(1.5 * 0.6)
+    assert model.daily_shape(saturday_8pm + 2 * 86_400_000) == pytest.approx(1.5)  # Monday
+    assert model.cart_shape(wednesday_8pm) == pytest.approx(1.2)
+    assert model.cart_shape(wednesday_8pm + 12 * 3_600_000) == pytest.approx(0.8)
+    # Over a day the conversion shape averages out: the configured cvr holds.
+    day = [model.cart_shape(START_MS + h * 600_000) for h in range(144)]
+    assert sum(day) / len(day) == pytest.approx(1.0)
+
+
+def test_conversion_follows_the_day() -> None:
+    # Evening (peak 20h) against early morning (trough 8h): carts per visit x 1.5 / 0.5.
+    cfg = config(rate=20.0, cvr=0.1, abandonment=0.5, cvr_factors={}, cvr_daily_amplitude=0.5)
+
+    def cart_rate(first_hour: int) -> float:
+        # Three hours of traffic from first_hour (not the whole day: a quarter of the events).
+        _, truth = run(
+            cfg, seed=4, duration_s=3 * 3_600, start_ms=START_MS + first_hour * 3_600_000
+        )
+        picked = [
+            r for r in truth.minutes() if first_hour <= int(r["minute"][11:13]) < first_hour + 3
+        ]
+        return sum(r["sessions"]["cart"] for r in picked) / sum(
+            r["sessions"]["visit"] for r in picked
+        )
+
+    evening, morning = cart_rate(19), cart_rate(7)
+    # 0.2 x (1 + 0.5 cos): ~0.29 around 20h, ~0.11 around 8h (3 h each: ~15,000 sessions;
+    # the ratio's relative error about 0.03, the tolerance four times that)
+    assert evening / morning == pytest.approx(2.7, rel=0.12)

@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from producers.model import DUP, INVALID, INVALID_KINDS, LATE, LOST, VALID, TrafficModel
+from producers.entries import DUP, INVALID, INVALID_KINDS, LATE, LOST, VALID
+from producers.model import TrafficModel
 from producers.scenarios import Timeline
 from tests.harness import PROJECT_DIR
 from tests.unit.producers.conftest import START_MS, config

@@ -142,7 +142,9 @@ def _wait_log(proc: ManagedProcess, text: str, timeout: float = 60) -> str:
         log = proc.log_file.read_text() if proc.log_file.exists() else ""
         if text in log:
             return log
-        assert proc.pid() is not None, f"{proc.spec.name} exited:\n{log}"
+        # The child's own status, not pid(): right after exec, /proc/PID/cmdline can still be
+        # empty for a moment, which pid() reads as "not our process" (seen once in CI).
+        assert proc.returncode() is None, f"{proc.spec.name} exited:\n{log}"
         time.sleep(0.2)
     raise AssertionError(f"{text!r} not in the log of {proc.spec.name} after {timeout:.0f}s")
 

@@ -318,7 +318,7 @@ def _demo_settings(tmp_path: Path) -> Settings:
 
 
 DEMO_SERVICES = {"broker", "redis", "prometheus", "alertmanager"}
-DEMO_CHILDREN = {"demo-worker", "demo-exporter", "demo-generator"}
+DEMO_CHILDREN = {"demo-worker", "demo-customers-worker", "demo-exporter", "demo-generator"}
 
 
 def _pid_files(settings: Settings) -> set[str]:

@@ -116,15 +116,19 @@ def api(url: str, query: str) -> dict[str, Any]:
     return result
 
 
+# A firing CartAbandonmentSpike as Alertmanager's webhook posts it.
+SPIKE = {
+    "status": "firing",
+    "labels": {"alertname": "CartAbandonmentSpike", "severity": "critical"},
+    "annotations": {"summary": "Cart abandonment spike (channel=all, device=all)"},
+    "fingerprint": "f00d",
+}
+
+
 def test_the_board_shows_the_apis_numbers_alerts_and_refreshes(make_settings, hour_end) -> None:
     s = make_settings(webhook_token=WEBHOOK_TOKEN)
     asyncio.run(fill(s, grid(hour_end, 3)))
-    spike = {
-        "status": "firing",
-        "labels": {"alertname": "CartAbandonmentSpike", "severity": "critical"},
-        "annotations": {"summary": "Cart abandonment spike (channel=all, device=all)"},
-        "fingerprint": "f00d",
-    }
+    spike = SPIKE
     requested: list[str] = []
     errors: list[str] = []
     with Exporter(s, port=0) as exporter, sync_playwright() as pw:

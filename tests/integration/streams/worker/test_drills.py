@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from storepulse.local.procs import http_ready
 from streams.kafka import ensure_topics
 from tests import harness
 from tests.integration.streams.worker.test_worker import (
@@ -47,8 +48,11 @@ def scrape(port: int) -> str:
 def test_second_worker_joins_and_leaves_mid_stream(make_settings, tmp_path: Path) -> None:
     settings = make_settings(batch_size=100)
     now_ms = int(time.time() * 1000)
-    trace = make_trace(2000, now_ms, seed=21)
-    # About 24 s of traffic at 300 messages/s: long enough for a join and a leave.
+    trace = make_trace(3000, now_ms, seed=21)
+    # About 36 s of traffic at 300 messages/s: long enough for a join and a leave, also on the
+    # 2-core box with other suites on it, where the second worker took 15 s from its start to
+    # its partitions (9 s of it before Faust's first log line) and a 24 s feed had ended: the
+    # batch path keeps up with the feed, so no backlog was left for it to take over.
     feeder = harness.Feeder(settings.kafka_bootstrap, settings.topic, trace, rate=300)
     feeder.start()
     first = harness.Worker(settings, tmp_path, "worker-a").start()
@@ -58,10 +62,12 @@ def test_second_worker_joins_and_leaves_mid_stream(make_settings, tmp_path: Path
         wait_progress(settings, 1)
         second.start()  # joins: the partitions are split between the two
         wait_log(second, "resuming from offset")  # it took over partitions mid-stream
+        # Before waiting for progress: a feed that has ended leaves nothing to progress to.
+        assert feeder.is_alive(), "the feed ended before the rebalance: slow it down"
         done = harness.accounted(settings)["accounted"]
         wait_progress(settings, done + 200)
         assert second.alive()
-        assert feeder.is_alive(), "the feed ended before the rebalance: slow it down"
+        assert feeder.is_alive(), "the feed ended before the second worker left: slow it down"
         second.stop()  # leaves: its partitions go back to the first worker
         assert feeder.finish() == len(trace)
         harness.wait_accounted(settings, len(trace), worker=first)
@@ -156,7 +162,10 @@ def test_kafka_and_redis_unreachable_at_start_then_during_the_run(
     now_ms = int(time.time() * 1000)
     first, second = make_trace(200, now_ms, seed=3), make_trace(200, now_ms, seed=4)
     second = [(k, v.replace(b'"sess-', b'"b-sess-')) for k, v in second]
-    worker = harness.Worker(settings, tmp_path).start()
+    # Started once its metrics answer: its imports take 2-3 s, more on a busy machine (a
+    # fixed 3 s wait saw "connection refused" in CI).
+    metrics = http_ready(f"http://127.0.0.1:{settings.worker_web_port}/metrics")
+    worker = harness.Worker(settings, tmp_path, ready=metrics).start(timeout=30)
     own_redis = None
     try:
         time.sleep(3)  # neither Kafka nor Redis answers

@@ -15,6 +15,7 @@ from streams.exporter.cache import SingleFlightCache
 from streams.exporter.routes import Response, Routes
 from streams.exporter.snapshot import SnapshotReader
 from streams.settings import Settings
+from tests.unit.streams.account_double import MemoryAccounts
 from tests.unit.streams.customer_double import MemoryCustomers
 from tests.unit.streams.exporter.test_routes import END, Clock, MemoryStore
 from tests.unit.streams.metas import NOW, meta
@@ -36,6 +37,7 @@ def routes() -> Routes:
         AlertBook(),
         ping,
         customers=MemoryCustomers(),  # type: ignore[arg-type]
+        accounts=MemoryAccounts(),  # type: ignore[arg-type]
     )
 
 

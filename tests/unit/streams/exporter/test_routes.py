@@ -18,6 +18,7 @@ from streams.query.kpis import kpi_report
 from streams.settings import Settings
 from streams.store.client import connect
 from streams.store.funnel import BucketSums, FunnelStore, PartitionMeta
+from tests.unit.streams.account_double import MemoryAccounts
 from tests.unit.streams.customer_double import MemoryCustomers
 from tests.unit.streams.metas import NOW, meta
 
@@ -138,6 +139,7 @@ def routes(settings: Settings, store: MemoryStore, monotonic: Clock) -> Routes:
         AlertBook(),
         ping,
         customers=MemoryCustomers(),  # type: ignore[arg-type]
+        accounts=MemoryAccounts(),  # type: ignore[arg-type]
     )
 
 
@@ -454,6 +456,7 @@ async def test_without_a_token_the_webhook_is_off(
         AlertBook(),
         ping,
         customers=MemoryCustomers(),  # type: ignore[arg-type]
+        accounts=MemoryAccounts(),  # type: ignore[arg-type]
     )
     for authorization in (None, AUTH, "Bearer "):
         response = await post_alerts(routes, payload(FIRING), authorization)
@@ -549,6 +552,7 @@ async def test_alerts_come_from_alertmanager_when_configured(
         ping,
         f"http://127.0.0.1:{unused_tcp_port}",
         customers=MemoryCustomers(),  # type: ignore[arg-type]
+        accounts=MemoryAccounts(),  # type: ignore[arg-type]
     )
     try:
         answers = [body(await routes.handle("GET", "/api/alerts")) for _ in range(3)]

@@ -6,8 +6,9 @@ import re
 from importlib import resources
 
 from streams.contract.periods import PERIODS
+from streams.store import account_keys as ak
 from streams.store import customer_keys as ck
-from streams.store.customers import CUSTOMER_SCRIPT
+from streams.store.customers import ACCOUNTS_MARK, CUSTOMER_SCRIPT
 
 BODY = resources.files("streams.store").joinpath("apply_customers.lua").read_text()
 # The carts' library in front of it (carts.lua, bytes.lua), its names in the table CK.
@@ -23,6 +24,7 @@ ALLOWED_LITERALS = {
     "HINCRBY",
     "SADD",
     "SREM",
+    "SISMEMBER",
     "ZADD",
     "ZRANGE",
     "ZREM",
@@ -54,7 +56,13 @@ def test_the_script_spells_no_key_or_field_name() -> None:
 
 def test_every_constant_of_the_header_is_used_and_every_used_one_is_defined() -> None:
     code = _code(BODY + LIBRARY)
+    # The account views inserted into it use some of the customer constants too (A_RISK_FACTOR,
+    # the session and user slots).
+    inserted = resources.files("streams.store").joinpath("apply_accounts.lua").read_text()
     for name in ck.LUA_CONSTANTS:
+        if name in {"A_RISK_FACTOR", "R_SESSION_ID", "R_USER_ID"}:
+            assert re.search(rf"\b{name}\b", _code(inserted)), name
+            continue
         assert re.search(rf"\b{name}\b", code), f"{name} is defined but the script never uses it"
     used = set(re.findall(r"(?<!\.)\b((?:K|M|T|P|V|C|O|A|R|G)_[A-Z_0-9]+)\b", code))
     assert used <= set(ck.LUA_CONSTANTS), used - set(ck.LUA_CONSTANTS)
@@ -63,7 +71,20 @@ def test_every_constant_of_the_header_is_used_and_every_used_one_is_defined() ->
 
 
 def test_the_loaded_script_is_the_header_then_the_body() -> None:
-    assert ck.lua_header() + ck.carts_table() + LIBRARY + BODY == CUSTOMER_SCRIPT
+    # The headers, the carts' table and library, then the body with the account views inserted
+    # where it marks them (tests/unit/streams/store/test_account_keys).
+    sources = resources.files("streams.store")
+    inserted = "".join(
+        sources.joinpath(name).read_text() for name in ("account_lib.lua", "apply_accounts.lua")
+    )
+    assert (
+        ck.lua_header()
+        + ak.lua_header(skip=frozenset(ck.LUA_CONSTANTS))
+        + ck.carts_table()
+        + LIBRARY
+        + BODY.replace(ACCOUNTS_MARK, inserted, 1)
+        == CUSTOMER_SCRIPT
+    )
     assert f"local RECORD_WIDTH = {len(ck.FactRecord._fields)}" in CUSTOMER_SCRIPT
     # The four period slots follow each other in PERIODS order: the script indexes them so.
     slots = [ck.FactRecord._fields.index(p) for p in PERIODS]

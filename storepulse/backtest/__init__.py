@@ -1,0 +1,1 @@
+"""`storepulse backtest`: the alert rules judged by a real Prometheus over simulated days."""
