@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,10 +28,14 @@ _ACCOUNTS = (
     _SOURCES.joinpath("account_lib.lua").read_text()
     + _SOURCES.joinpath("apply_accounts.lua").read_text()
 )
+# Of the account constants only those the inserted scripts name (the query's own, Q_*, MODE_*,
+# SORT_*, TMP_*, ..., stay out): each header line is a local of the script's main chunk, where
+# Lua allows 200, and the customer, cart and account parts with every constant came to 214.
+_QUERY_ONLY = frozenset(n for n in ak.LUA_CONSTANTS if not re.search(rf"\b{n}\b", _ACCOUNTS))
 # The headers, the carts' table and library (carts.lua), then the script's own text.
 CUSTOMER_SCRIPT = (
     ck.lua_header()
-    + ak.lua_header(skip=frozenset(ck.LUA_CONSTANTS))
+    + ak.lua_header(skip=frozenset(ck.LUA_CONSTANTS) | _QUERY_ONLY)
     + ck.carts_table()
     + _SOURCES.joinpath("bytes.lua").read_text()
     + _SOURCES.joinpath("carts.lua").read_text()
