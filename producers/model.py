@@ -23,38 +23,24 @@ from producers.entries import (
     money,
 )
 from producers.scenarios import Timeline
+from producers.shape import (
+    BROWSE_EXTRA_PAGES,
+    EXTRA_ITEMS,
+    GEOMETRIC_CAP,
+    MAX_GAP_S,
+    ORDER_GAP,
+    PAGE_GAP,
+    PRE_CART_EXTRA_PAGES,
+    STEP_GAP,
+    SURGE_CART_FACTOR,
+    SURGE_EXTRA_PAGES,
+)
 from streams.contract.encode import event_line
 from streams.contract.funnel import NO_STAGE, funnel_stages
 from streams.contract.times import format_ts
 
-__all__ = [
-    "BROWSE_EXTRA_PAGES",
-    "EXTRA_ITEMS",
-    "GEOMETRIC_CAP",
-    "MAX_GAP_S",
-    "ORDER_GAP",
-    "PAGE_GAP",
-    "PRE_CART_EXTRA_PAGES",
-    "STEP_GAP",
-    "SURGE_CART_FACTOR",
-    "SURGE_EXTRA_PAGES",
-    "TrafficModel",
-]
+__all__ = ["TrafficModel"]
 
-# Think times in seconds, log-normal (log of the median, sigma), capped at MAX_GAP_S: about half
-# a minute per page, a little less per checkout step, a few seconds from review to the order.
-# Public, with the session shape below, for the backtest's aggregate twin of this model
-# (storepulse.backtest.simulate), which must draw the same distributions.
-PAGE_GAP = (math.log(20.0), 0.8)
-STEP_GAP = (math.log(25.0), 0.6)
-ORDER_GAP = (math.log(8.0), 0.5)
-MAX_GAP_S = 600.0
-BROWSE_EXTRA_PAGES = 2.5  # mean extra pages of a session that never carts (1 + 2.5 = 3.5)
-PRE_CART_EXTRA_PAGES = 2.0  # mean pages before the first add to cart, beyond the landing page
-EXTRA_ITEMS = 0.6  # mean items beyond the first in a basket
-SURGE_EXTRA_PAGES = 0.5  # surge sessions mostly bounce
-SURGE_CART_FACTOR = 0.1  # and cart a tenth as often
-GEOMETRIC_CAP = 50
 _DUP_DELAY_MS = 2_000  # a re-sent copy follows its original within 2 s
 
 

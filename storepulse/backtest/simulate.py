@@ -12,7 +12,9 @@ from itertools import accumulate
 from statistics import NormalDist
 
 from producers.config import TrafficConfig
-from producers.model import (
+from producers.model import TrafficModel
+from producers.scenarios import Timeline
+from producers.shape import (
     BROWSE_EXTRA_PAGES,
     EXTRA_ITEMS,
     GEOMETRIC_CAP,
@@ -23,9 +25,7 @@ from producers.model import (
     STEP_GAP,
     SURGE_CART_FACTOR,
     SURGE_EXTRA_PAGES,
-    TrafficModel,
 )
-from producers.scenarios import Timeline
 from streams.contract.funnel import funnel_stages
 
 __all__ = ["WARMUP_S", "Simulation", "simulate"]
