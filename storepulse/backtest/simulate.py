@@ -52,13 +52,15 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return n
 
 
-def _kept_share(loss: float, extra_pages: float) -> float:
+def _kept_share(loss: float, extra_pages: float, bounce: float) -> float:
     """Share of browsing sessions with at least one page sent: 1 - E[loss^pages], pages being
-    1 + Geometric(extra_pages) as in the model."""
+    1 (a bounce, with probability `bounce`) or else 1 + Geometric(extra_pages), as in the
+    model."""
     if loss <= 0:
         return 1.0
     stay = extra_pages / (1.0 + extra_pages)
-    return 1.0 - loss * (1.0 - stay) / (1.0 - stay * loss)
+    browsing = loss * (1.0 - stay) / (1.0 - stay * loss)
+    return 1.0 - bounce * loss - (1.0 - bounce) * browsing
 
 
 @dataclass
@@ -184,6 +186,7 @@ def _browsing(
 ) -> None:
     """Visits of the sessions that never cart: Poisson counts per segment and step."""
     rate = model.session_rate
+    bounce = model.config.bounce_share
     visits = sim.reached[0]
     offset = sim.start_s - fx.first
     for i in range(sim.steps):
@@ -192,8 +195,8 @@ def _browsing(
         a = ac = s = sc = 0.0
         for sec in range(offset + i * sim.step_s, offset + (i + 1) * sim.step_s):
             loss = fx.loss[sec]
-            kept = _kept_share(loss, BROWSE_EXTRA_PAGES)
-            kept_surge = _kept_share(loss, SURGE_EXTRA_PAGES)
+            kept = _kept_share(loss, BROWSE_EXTRA_PAGES, bounce)
+            kept_surge = _kept_share(loss, SURGE_EXTRA_PAGES, bounce)
             a += fx.shape[sec] * kept
             ac += fx.shape[sec] * fx.cart[sec] * kept
             s += fx.surge[sec] * kept_surge
