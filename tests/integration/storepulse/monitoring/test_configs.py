@@ -572,17 +572,17 @@ def test_rules_for_another_minimum_sample_change_exactly_its_places(tmp_path: Pa
     # the floor already), abandonment (3 and 15 minutes, the baseline), drop-off of cart and
     # the 3 default steps (3 windows each), conversion per usual visit (2 windows), the two
     # comment lines stating the minimum sample; sessions and carts: the bounce ratio, the mean
-    # session duration, and the comment over the bounce ratio.
-    assert len(changed) == 2 + 3 + 3 * 4 + 2 + 2 + 2 + 1
+    # session duration, AbandonedCartValueSpike's carts, and the comments over the first and
+    # the last.
+    assert len(changed) == 2 + 3 + 3 * 4 + 2 + 2 + 3 + 2
     for a, b in changed:
         assert a.count("20") == 1, a
         assert b == a.replace("20", "50")
     expressions = [b for _, b in changed if not b.lstrip().startswith("#")]
     ends = (">= 50)", ">= 50), 0, 1)", ">= 50), 1)")
     assert all(b.endswith(ends) for b in expressions), expressions
-    # No other comparison with 20 is left but AbandonedCartValueSpike's floor of 20 carts, its
-    # own threshold.
-    assert re.findall(r">= 20\b", fifty_text) == [">= 20"]
+    # No other comparison with 20 is left: every sample floor is the minimum sample.
+    assert re.findall(r">= 20\b", fifty_text) == []
     rules = tmp_path / "rules.yml"
     rules.write_text(fifty_text)
     check = _run("promtool", "check", "rules", str(rules))
