@@ -348,6 +348,8 @@ def test_a_second_worker_of_each_stage_joins_and_leaves(make_settings, tmp_path:
             w.stop()
     messages = asyncio.run(published(settings, len(trace)))
     assert_reports(reports(settings, now_ms), expected(accepted_events(messages, now_ms), now_ms))
+    # Sessions ended, carts listed and recovered exactly across both hand-overs too.
+    assert_sessions_and_carts(settings, messages, now_ms)
 
 
 def wait_log(worker: harness.Worker, text: str, timeout: float = 90) -> None:
