@@ -167,9 +167,12 @@ def test_history_from_prometheus_ends_at_the_apis_numbers(
             deadline = time.monotonic() + 30
             while True:
                 history = json.loads(get(f"{url}/api/history?range=1h")[2])
-                points = history["charts"]["conversion"]["points"]
+                charts = history["charts"]
+                points = charts["conversion"]["points"]
+                # Every series scraped, revenue too (its first scrape may come a second later).
                 if history["source"] == "prometheus" and points:
-                    break
+                    if charts["revenue_per_minute"]["by_currency"]:
+                        break
                 assert time.monotonic() < deadline, history
                 time.sleep(0.5)
             assert history["step_seconds"] == 15 and "error" not in history
