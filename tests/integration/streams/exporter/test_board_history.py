@@ -170,9 +170,9 @@ def test_history_from_prometheus_ends_at_the_apis_numbers(
                 charts = history["charts"]
                 points = charts["conversion"]["points"]
                 # Every series scraped, revenue too (its first scrape may come a second later).
-                if history["source"] == "prometheus" and points:
-                    if charts["revenue_per_minute"]["by_currency"]:
-                        break
+                revenue = charts["revenue_per_minute"]["by_currency"]
+                if history["source"] == "prometheus" and points and revenue:
+                    break
                 assert time.monotonic() < deadline, history
                 time.sleep(0.5)
             assert history["step_seconds"] == 15 and "error" not in history
