@@ -160,7 +160,8 @@ async def build_accounts(
                 await writer.add(_account(i), value)
                 kind, account, *rest = json.loads(value)
                 at = int(rest[1]) // 1_000 if kind == FACT_ACCOUNT_ORDER else int(rest[2])
-                if since <= at:
+                # An order up to 10 min after its session's start may fall after the range.
+                if since <= at < end:
                     out.active.add(account)
                     if kind == FACT_ACCOUNT_ORDER:
                         out.orders += 1

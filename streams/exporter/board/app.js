@@ -221,6 +221,8 @@
 
   function renderAlerts(data) {
     lastAlerts = data.alerts || [];
+    // The buckets' history marks the alerts firing now: redrawn when they arrive after it.
+    if (lastHistory && lastHistory.source !== "prometheus") renderHistory(lastHistory);
     const list = $("#alerts");
     list.replaceChildren();
     const alerts = data.alerts || [];

@@ -1,7 +1,8 @@
 """The generator's customer ground truth through the real stack: `storepulse generate` writes
 three days of customers coming back, B2B accounts ordering through several buyers and logins at
 the cart; `replay --keep-time` publishes them; both stages count them; the daily report equals
-the manifest's customer days."""
+the manifest's customer days, and the accounts report (with the directory written beside the
+manifest) its accounts."""
 
 from __future__ import annotations
 
@@ -69,3 +70,32 @@ def test_the_daily_customer_report_equals_the_manifest(make_settings, tmp_path: 
         assert sum(d[name] for d in days[1:]) > 0, name
     assert sum(d["anonymous_orders"] for d in days) > 0
     assert manifest["totals"]["orders"] == sum(r["orders"] + r["anonymous_orders"] for r in rows)
+
+    # The accounts: the directory file beside the manifest loaded, then every account's figures
+    # over the run's whole hours as the manifest has them (slowing accounts at risk included).
+    accounts = manifest["accounts"]
+    assert accounts["directory"] == str(tmp_path / "manifest.accounts.csv")
+    harness.run_cli(["accounts", "load", accounts["directory"]], settings)
+    got = json.loads(
+        harness.run_cli(
+            [
+                *("accounts", "report", "--from", accounts["from"], "--to", accounts["to"]),
+                *("--top", "1000", "--json"),
+            ],
+            settings,
+        ).stdout
+    )
+    by_id = {a["account_id"]: a for a in got["accounts"]}
+    want_rows = accounts["per_account"]
+    assert len(want_rows) >= 3 and set(by_id) == {a["account_id"] for a in want_rows}
+    for want in want_rows:
+        row = by_id[want["account_id"]]
+        for name in ("tier", "sales_rep", "sessions", "active_users", "orders", "revenue"):
+            assert row[name] == want[name], (want["account_id"], name)
+        for name in ("first_order_at", "last_order_at", "at_risk"):
+            assert row[name] == want[name], (want["account_id"], name)
+    totals = accounts["totals"]
+    assert got["totals"]["active_accounts"] == totals["active_accounts"]
+    assert got["totals"]["ordering_accounts"] == totals["ordering_accounts"]
+    assert got["totals"]["at_risk_accounts"] == totals["at_risk_accounts"]
+    assert got["totals"]["accounts_in_directory"] == totals["in_directory"]

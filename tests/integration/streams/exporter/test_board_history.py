@@ -167,8 +167,11 @@ def test_history_from_prometheus_ends_at_the_apis_numbers(
             deadline = time.monotonic() + 30
             while True:
                 history = json.loads(get(f"{url}/api/history?range=1h")[2])
-                points = history["charts"]["conversion"]["points"]
-                if history["source"] == "prometheus" and points:
+                charts = history["charts"]
+                points = charts["conversion"]["points"]
+                # Every series scraped, revenue too (its first scrape may come a second later).
+                revenue = charts["revenue_per_minute"]["by_currency"]
+                if history["source"] == "prometheus" and points and revenue:
                     break
                 assert time.monotonic() < deadline, history
                 time.sleep(0.5)
