@@ -180,6 +180,11 @@ def test_history_from_prometheus_ends_at_the_apis_numbers(
             try:
                 page = open_board(browser, url, errors, requested)
                 assert page.text_content("#history-source") == "from Prometheus"
+                # A Prometheus seconds old may lack a series at the page's own range's steps
+                # (its first scrape after the step): the board redraws its history every 10 s.
+                page.wait_for_selector(
+                    'figure[data-chart="revenue_per_minute:EUR"]', timeout=25_000
+                )
                 assert_latest_points_are_the_apis(page, url, list(s.stages[1:-1]))
                 screenshots(page, "board-prometheus")
             finally:
