@@ -17,11 +17,11 @@ import random
 import statistics
 import time
 import urllib.request
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from storepulse.bench.fact_writer import FactWriter
 from storepulse.bench.options import BenchError
 from storepulse.bench.runner import Bench
 from streams.contract.accounts import DirectoryRow
@@ -32,22 +32,17 @@ from streams.contract.facts import (
     OrderFact,
     encode_fact,
 )
-from streams.contract.funnel import PartitionCursor
 from streams.query.accounts import AccountQuery, Accounts
 from streams.settings import Settings
 from streams.store.accounts import AccountStore
 from streams.store.client import connect
 from streams.store.customers import CustomerStore
 from streams.store.directory import DirectoryStore
-from streams.store.keys import STATUS_OK
-from streams.worker.batch import Record
-from streams.worker.customer_batch import FactBatchBuilder
 
 __all__ = ["account_state_results", "build_accounts"]
 
 _HOUR = 3_600
 _DAY = 86_400
-_BATCH = 1_000  # facts per partition and Lua call, the worker's batch size
 _RUNS = 5
 _CADENCES = (7, 10, 14, 21, 30, 42)  # days between an account's orders: weekly to 6-weekly
 _TIERS = ("platinum", "gold", "silver", "bronze")
@@ -55,41 +50,6 @@ _TIERS = ("platinum", "gold", "silver", "bronze")
 
 def _account(i: int) -> str:
     return f"acct-{i:06d}"
-
-
-class _Writer:
-    """Facts into the customer partitions in batches, as the customer stage applies them."""
-
-    def __init__(self, store: CustomerStore, settings: Settings) -> None:
-        self.store = store
-        self.builder = FactBatchBuilder(settings)
-        self.parts = settings.customer_partition_count
-        self.cursors = [PartitionCursor() for _ in range(self.parts)]
-        self.offsets = [0] * self.parts
-        self.pending: list[list[Record]] = [[] for _ in range(self.parts)]
-        self.facts = 0
-
-    async def add(self, customer: str, value: bytes) -> None:
-        p = zlib.crc32(customer.encode()) % self.parts
-        self.pending[p].append(Record(p, self.offsets[p], customer.encode(), value))
-        self.offsets[p] += 1
-        self.facts += 1
-        if len(self.pending[p]) >= _BATCH:
-            await self.flush(full_only=True)
-
-    async def flush(self, full_only: bool = False) -> None:
-        calls = []
-        for p, records in enumerate(self.pending):
-            if records and (len(records) >= _BATCH or not full_only):
-                prepared = self.builder.build(p, self.cursors[p], records, 0, None, {})
-                if prepared.rejections:
-                    raise BenchError(f"account state: a fact was refused: {prepared.rejections[0]}")
-                calls.append(prepared.call)
-                self.pending[p] = []
-        if calls:
-            for call, result in zip(calls, await self.store.apply(calls), strict=True):
-                if result.status != STATUS_OK:
-                    raise BenchError(f"account state: partition {call.partition}: {result}")
 
 
 def _facts(i: int, first: int, end: int, rng: random.Random) -> Iterator[bytes]:
@@ -151,7 +111,7 @@ async def build_accounts(
         store = CustomerStore(client, settings)
         await store.register_partitions(range(settings.customer_partition_count))
         base = int((await client.info("memory"))["used_memory"])
-        writer = _Writer(store, settings)
+        writer = FactWriter(store, settings, "account state")
         rng = random.Random(seed)
         first = end - days * _DAY
         out = Written()

@@ -13,28 +13,23 @@ from __future__ import annotations
 import random
 import statistics
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from storepulse.bench.fact_writer import FactWriter
 from storepulse.bench.options import BenchError
 from storepulse.bench.runner import Bench
 from streams.contract.facts import ActivityFact, OrderFact, encode_fact
-from streams.contract.funnel import PartitionCursor
 from streams.contract.periods import period_start
 from streams.query.customers import cohort_report, customer_report
 from streams.settings import Settings
 from streams.store.client import connect
 from streams.store.customers import CustomerStore
 from streams.store.funnel import FunnelStore
-from streams.store.keys import STATUS_OK
-from streams.worker.batch import Record
-from streams.worker.customer_batch import FactBatchBuilder
 
 __all__ = ["customer_state_results"]
 
 _DAY = 86_400
-_BATCH = 1_000  # facts per partition and Lua call, the worker's batch size
 _CHANNELS = ("organic", "direct", "paid_search", "social", "email")
 _DEVICES = ("desktop", "mobile", "tablet")
 _REPORT_RUNS = 5
@@ -42,44 +37,6 @@ _REPORT_RUNS = 5
 
 def _customer(i: int) -> str:
     return f"u-{i:08d}"  # 10 characters, like a shop's numeric customer ids
-
-
-class _Writer:
-    """Facts of many customers into the customer partitions, in batches, as the stage does."""
-
-    def __init__(self, store: CustomerStore, settings: Settings) -> None:
-        self.store = store
-        self.settings = settings
-        self.builder = FactBatchBuilder(settings)
-        self.parts = settings.customer_partition_count
-        self.cursors = [PartitionCursor() for _ in range(self.parts)]
-        self.offsets = [0] * self.parts
-        self.pending: list[list[Record]] = [[] for _ in range(self.parts)]
-        self.facts = 0
-
-    async def add(self, customer: str, value: bytes) -> None:
-        p = zlib.crc32(customer.encode()) % self.parts
-        self.pending[p].append(Record(p, self.offsets[p], customer.encode(), value))
-        self.offsets[p] += 1
-        self.facts += 1
-        if len(self.pending[p]) >= _BATCH:
-            await self.flush(full_only=True)
-
-    async def flush(self, full_only: bool = False) -> None:
-        calls = []
-        for p, records in enumerate(self.pending):
-            if records and (len(records) >= _BATCH or not full_only):
-                prepared = self.builder.build(p, self.cursors[p], records, 0, None, {})
-                if prepared.rejections:
-                    raise BenchError(
-                        f"customer state: a fact was refused: {prepared.rejections[0]}"
-                    )
-                calls.append(prepared.call)
-                self.pending[p] = []
-        if calls:
-            for call, result in zip(calls, await self.store.apply(calls), strict=True):
-                if result.status != STATUS_OK:
-                    raise BenchError(f"customer state: partition {call.partition}: {result}")
 
 
 def _plan(customers: int, days: int, first_day: int, seed: int) -> Iterator[tuple[int, int, int]]:
@@ -124,7 +81,7 @@ async def _build_and_measure(
         base = await _used_memory(client)
         bench.say(f"customer state: {len(plan):,} active customer-days of {customers:,} customers")
         # Phase 1: activity only, one fact per active customer-day (an hour of that day).
-        writer = _Writer(store, settings)
+        writer = FactWriter(store, settings, "customer state")
         started = time.monotonic()
         for i, day, _ in plan:
             hour = day + 3_600 * rng.randrange(24)
