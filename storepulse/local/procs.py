@@ -118,6 +118,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _start_time(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -138,12 +148,21 @@ class ManagedProcess:
 
     def pid(self) -> int | None:
         """The pid of the running service, or None; a stale pid file is ignored."""
+        # Our own child is its own authority: while unreaped its pid cannot be reused, and
+        # /proc/PID/cmdline reads empty for a moment during its exec (a CI run once lost a
+        # worker to that race).
+        if self._child is not None and self._child.poll() is None:
+            return self._child.pid
         try:
-            pid = int(self.pid_file.read_text().strip())
+            pid_text, *started = self.pid_file.read_text().split()
+            pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        # Guard against pid reuse: the process must still run our binary.
-        if not _alive(pid) or Path(self.spec.argv[0]).name[:15] not in " ".join(_cmdline(pid)):
+        # Guard against pid reuse (pid_max is 32768 here and a test run starts thousands of
+        # processes): the process must have started when the file says and run our binary.
+        if not _alive(pid) or (started and started != [_start_time(pid)]):
+            return None
+        if Path(self.spec.argv[0]).name[:15] not in " ".join(_cmdline(pid)):
             return None
         return pid
 
@@ -174,7 +193,7 @@ class ManagedProcess:
                 env={**os.environ, **self.spec.env},
             )
         try:
-            self.pid_file.write_text(f"{self._child.pid}\n")
+            self.pid_file.write_text(f"{self._child.pid} {_start_time(self._child.pid)}\n")
             self.wait_ready(timeout)
         except BaseException:  # not ready, or a stop signal (Stopped) while waiting
             self.stop()

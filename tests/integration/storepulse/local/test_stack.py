@@ -31,7 +31,7 @@ def stack_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def pids(state: Path) -> dict[str, int]:
-    return {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
+    return {p.stem: int(p.read_text().split()[0]) for p in (state / "run").glob("*.pid")}
 
 
 def test_stack_up_status_down(tmp_path: Path) -> None:

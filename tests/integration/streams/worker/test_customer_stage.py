@@ -357,7 +357,10 @@ def wait_log(worker: harness.Worker, text: str, timeout: float = 90) -> None:
     while time.monotonic() < deadline:
         if worker.proc.log_file.exists() and text in worker.proc.log_file.read_text():
             return
-        assert worker.alive(), worker.proc.log_tail(30)
+        assert worker.alive(), (
+            f"{worker.proc.spec.name} exited ({worker.proc.returncode()}):\n"
+            f"{worker.proc.log_tail(30)}"
+        )
         time.sleep(0.1)
     raise AssertionError(f"{text!r} not in the log of {worker.proc.spec.name}")
 
