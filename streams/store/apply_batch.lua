@@ -125,6 +125,10 @@ local t_fields = {}
 for k = 0, #stages - 1 do
   t_fields[#t_fields + 1] = S_STAGE_TIME .. k
 end
+local t_track_fields = {unpack(t_fields)}
+for _, f in ipairs(TRACK_FIELDS) do
+  t_track_fields[#t_track_fields + 1] = f
+end
 
 i = 1
 while i + RECORD_WIDTH - 1 <= last do
@@ -139,7 +143,9 @@ while i + RECORD_WIDTH - 1 <= last do
     accepted = accepted + 1
     redis.call('HINCRBY', sk, S_COUNT, 1)
     redis.call('HINCRBY', tot, T_EVENTS .. SEP .. etype, 1)
-    local state = redis.call('HMGET', sk, S_SEGMENT, unpack(t_fields))
+    -- The first event of a session in the batch reads what track() needs too.
+    local state = redis.call('HMGET', sk, S_SEGMENT,
+      unpack(tracked[sid] and t_fields or t_track_fields))
     local ch, dev, cty
     if state[1] then
       ch, dev, cty = string.match(state[1], SEGMENT_PATTERN)
@@ -168,7 +174,7 @@ while i + RECORD_WIDTH - 1 <= last do
         break
       end
     end
-    track(pfx, sk, sid, ev, i, ts, stage)
+    track(pfx, sid, ev, i, ts, stage, state, #t_fields + 2)
     local cust, uid = ev[i + R_CUSTOMER], ev[i + R_USER_ID]
     -- An event with an account_id makes account facts (its customer is that account).
     local is_account = ev[i + R_ACCOUNT_ID] ~= ''

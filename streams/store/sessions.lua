@@ -6,6 +6,10 @@
 -- Per accepted event, track() keeps what the session's figures are computed from (first and
 -- last ts, visits, the latest event with a customer by (ts, event_id), the cart's add and
 -- remove events) and keeps the session in K_SESSIONS scored by its end (last ts + timeout).
+-- It reads a session's state once per batch (in the funnel's own HMGET, TRACK_FIELDS) and
+-- writes it once per batch (flush_tracked(): one HSET per session, one ZADD for all): these
+-- are a min, a max, a count and a latest, the same in any order. Redis calls from Lua cost
+-- ~3 us each here, and calls per event were what ending sessions cost (docs/benchmarks.md).
 -- After the batch, end_sessions() pops the sessions whose end < the new watermark (a range
 -- read of K_SESSIONS: no timer, no scan of the other sessions), computes their figures from
 -- that state, adds them to the bucket of end and remembers what it added (SK.CONTRIB). A
@@ -22,6 +26,44 @@ local session_timeout = tonumber(ARGV[A_SESSION_TIMEOUT_MS])
 local session_bucket_ms = tonumber(ARGV[A_BUCKET_MS])
 local session_buckets = {}
 local reopened = {}
+-- What track() read and changed of each session of the batch, flushed before they end.
+local tracked, tracked_order = {}, {}
+-- The fields track() reads, after the funnel's, the first time the batch meets a session.
+local TRACK_FIELDS = {}
+if sessions_on then
+  TRACK_FIELDS = {SK.FIRST, SK.LAST, SK.CONTRIB, SK.CUST_TS, SK.CUST_EID, SK.VISITS}
+end
+-- Counter increments of the call summed per (key, field) and written once each: the figures
+-- of all sessions ended in a call fall in a few buckets and segments (money is not summed
+-- here: its units are exact strings past 2^53).
+local increments, increment_keys = {}, {}
+
+local function add_to(key, field, n)
+  local h = increments[key]
+  if not h then
+    h = {}
+    increments[key] = h
+    increment_keys[#increment_keys + 1] = key
+  end
+  h[field] = (h[field] or 0) + n
+end
+
+local function flush_increments()
+  for _, key in ipairs(increment_keys) do
+    for field, n in pairs(increments[key]) do
+      redis.call('HINCRBY', key, field, string.format('%d', n))
+    end
+  end
+  increments, increment_keys = {}, {}
+end
+
+-- One call with many arguments (chunks keep unpack() far below Lua's C stack of 8,000).
+local CHUNK = 1000
+local function call_many(cmd, key, args)
+  for from = 1, #args, CHUNK do
+    redis.call(cmd, key, unpack(args, from, math.min(#args, from + CHUNK - 1)))
+  end
+end
 
 local function end_bucket(endt)
   local b = string.format('%d', math.floor(endt / session_bucket_ms) * (session_bucket_ms / 1000))
@@ -178,9 +220,8 @@ local function contribute(pfx, c, sign)
   }
   for _, kv in ipairs(plain) do
     if kv[2] ~= 0 then
-      local by = string.format('%d', kv[2] * sign)
-      redis.call('HINCRBY', bk, kv[1] .. seg, by)
-      redis.call('HINCRBY', bk, kv[1] .. SK.COUNTRY .. cty, by)
+      add_to(bk, kv[1] .. seg, kv[2] * sign)
+      add_to(bk, kv[1] .. SK.COUNTRY .. cty, kv[2] * sign)
     end
   end
   if c.ab == 1 and not c.big then
@@ -192,54 +233,46 @@ local function contribute(pfx, c, sign)
   end
 end
 
--- A new accepted event of the session (the funnel counted it already).
-local function track(pfx, sk, sid, ev, i, ts, stage)
+-- A new accepted event of the session (the funnel counted it already). st is the funnel's
+-- HMGET of the session hash; TRACK_FIELDS start at st[at] when the batch meets it first.
+local function track(pfx, sid, ev, i, ts, stage, st, at)
   if not sessions_on then
     redis.call('ZADD', pfx .. K_SESSIONS, 'GT', ts, sid)
     return
   end
-  local st = redis.call('HMGET', sk, SK.FIRST, SK.LAST, SK.CONTRIB, SK.CUST_TS, SK.CUST_EID)
-  local first, last = tonumber(st[1]), tonumber(st[2])
-  if st[3] then
-    -- Ended already: its figures are taken back; it ends again from all its events.
-    local c = cjson.decode(st[3])
-    contribute(pfx, c, -1)
-    end_bucket(c.e)
-    redis.call('HDEL', sk, SK.CONTRIB)
-    if c.ab == 1 then
-      redis.call('HDEL', pfx .. SK.DETAILS, sid)
-      redis.call('ZREM', pfx .. SK.CARTS, sid)
+  local t = tracked[sid]
+  if not t then
+    t = {first = tonumber(st[at]), last = tonumber(st[at + 1]), cts = tonumber(st[at + 3]),
+      ceid = st[at + 4], visits = tonumber(st[at + 5] or '0'), set = {}, cart = {}}
+    t.last0, t.visits0 = t.last, t.visits
+    if st[at + 2] then
+      -- Ended already: its figures are taken back; it ends again from all its events.
+      local c = cjson.decode(st[at + 2])
+      contribute(pfx, c, -1)
+      end_bucket(c.e)
+      t.withdrawn = c
+      reopened[sid] = true
     end
-    reopened[sid] = true
+    tracked[sid] = t
+    tracked_order[#tracked_order + 1] = sid
   end
-  local set = {}
-  if not first or ts < first then
-    set[#set + 1] = SK.FIRST
-    set[#set + 1] = ev[i + R_TS_MS]
+  if not t.first or ts < t.first then
+    t.first = ts
+    t.set[SK.FIRST] = ev[i + R_TS_MS]
   end
-  local new_last = last
-  if not last or ts > last then
-    new_last = ts
-    set[#set + 1] = SK.LAST
-    set[#set + 1] = ev[i + R_TS_MS]
+  if not t.last or ts > t.last then
+    t.last = ts
+    t.set[SK.LAST] = ev[i + R_TS_MS]
   end
   local cust, eid = ev[i + R_CUSTOMER], ev[i + R_EVENT_ID]
-  if cust ~= '' then
-    local cts = tonumber(st[4])
-    if not cts or ts > cts or (ts == cts and bytes_before(st[5], eid)) then
-      set[#set + 1] = SK.CUST_TS
-      set[#set + 1] = ev[i + R_TS_MS]
-      set[#set + 1] = SK.CUST_EID
-      set[#set + 1] = eid
-      set[#set + 1] = SK.CUST
-      set[#set + 1] = cjson.encode({cust, ev[i + R_ACCOUNT_ID], ev[i + R_USER_ID]})
-    end
-  end
-  if #set > 0 then
-    redis.call('HSET', sk, unpack(set))
+  if cust ~= '' and (not t.cts or ts > t.cts or (ts == t.cts and bytes_before(t.ceid, eid))) then
+    t.cts, t.ceid = ts, eid
+    t.set[SK.CUST_TS] = ev[i + R_TS_MS]
+    t.set[SK.CUST_EID] = eid
+    t.cust = {cust, ev[i + R_ACCOUNT_ID], ev[i + R_USER_ID]}
   end
   if stage == 0 then
-    redis.call('HINCRBY', sk, SK.VISITS, 1)
+    t.visits = t.visits + 1
   end
   local sku = ev[i + R_SKU]
   if sku ~= '' then
@@ -252,37 +285,83 @@ local function track(pfx, sk, sid, ev, i, ts, stage)
       change = SK.MINUS .. qty .. SK.ENTRY_SEP .. SK.ENTRY_SEP
     end
     local entry = string.format('%d', #sku) .. SK.ENTRY_SEP .. sku .. ev[i + R_TS_MS]
-    redis.call('HSET', pfx .. SK.CART .. sid, entry .. SK.ENTRY_SEP .. eid, change)
-  end
-  if new_last ~= last or st[3] then
-    redis.call('ZADD', pfx .. K_SESSIONS, new_last + session_timeout, sid)
+    t.cart[#t.cart + 1] = entry .. SK.ENTRY_SEP .. eid
+    t.cart[#t.cart + 1] = change
   end
 end
 
--- The cart fact the customer stage should hold for the session (nil: none); emitted when it
--- differs from the last one, with the session's next version (deterministic from its hash).
-local function cart_facts(sk, sid, wanted, out)
-  local last = redis.call('HGET', sk, SK.CART_FACT)
+-- The batch's sessions written back: one HSET of the session, one of its cart, one ZADD of
+-- all whose end moved (before end_sessions(), which reads what this writes).
+local function flush_tracked(pfx)
+  local ends, carts_gone, details_gone = {}, {}, {}
+  for _, sid in ipairs(tracked_order) do
+    local t = tracked[sid]
+    local sk = pfx .. K_SESSION .. sid
+    local set = {}
+    for f, v in pairs(t.set) do
+      set[#set + 1] = f
+      set[#set + 1] = v
+    end
+    if t.cust then
+      set[#set + 1] = SK.CUST
+      set[#set + 1] = cjson.encode(t.cust)
+    end
+    if t.visits ~= t.visits0 then
+      set[#set + 1] = SK.VISITS
+      set[#set + 1] = string.format('%d', t.visits)
+    end
+    if #set > 0 then
+      redis.call('HSET', sk, unpack(set))
+    end
+    if #t.cart > 0 then
+      call_many('HSET', pfx .. SK.CART .. sid, t.cart)
+    end
+    if t.withdrawn then
+      redis.call('HDEL', sk, SK.CONTRIB)
+      if t.withdrawn.ab == 1 then
+        details_gone[#details_gone + 1] = sid
+        carts_gone[#carts_gone + 1] = sid
+      end
+    end
+    if t.last ~= t.last0 or t.withdrawn then
+      ends[#ends + 1] = t.last + session_timeout
+      ends[#ends + 1] = sid
+    end
+  end
+  call_many('HDEL', pfx .. SK.DETAILS, details_gone)
+  call_many('ZREM', pfx .. SK.CARTS, carts_gone)
+  call_many('ZADD', pfx .. K_SESSIONS, ends)
+  tracked, tracked_order = {}, {}
+end
+
+-- The cart fact the customer stage should hold for the session (nil: none), given the last
+-- one emitted (JSON or nil) and how many it emitted (the version): a change emits facts with
+-- the next versions (deterministic from the session's hash) and adds the fields to write to
+-- set. Returns true when the last fact's field must go.
+local function cart_facts(sid, wanted, last, version, out, set)
   local want = wanted and cjson.encode(wanted) or false
   if (last or false) == want then
-    return
+    return false
   end
+  local v = tonumber(version or '0')
   local old = last and cjson.decode(last)
   if old and (not wanted or old[1] ~= wanted[1]) then
-    local v = redis.call('HINCRBY', sk, SK.CART_VERSION, 1)
+    v = v + 1
     out[#out + 1] = old[1]
     out[#out + 1] = cjson.encode({FACT_CART, old[1], sid, string.format('%d', v), '', '', '', ''})
   end
   if wanted then
-    local v = redis.call('HINCRBY', sk, SK.CART_VERSION, 1)
+    v = v + 1
     out[#out + 1] = wanted[1]
     out[#out + 1] = cjson.encode(
       {FACT_CART, wanted[1], sid, string.format('%d', v), wanted[2], wanted[3], wanted[4],
        wanted[5]})
-    redis.call('HSET', sk, SK.CART_FACT, want)
-  else
-    redis.call('HDEL', sk, SK.CART_FACT)
+    set[#set + 1] = SK.CART_FACT
+    set[#set + 1] = want
   end
+  set[#set + 1] = SK.CART_VERSION
+  set[#set + 1] = string.format('%d', v)
+  return not wanted
 end
 
 local function duration_bin(ms)
@@ -296,17 +375,18 @@ local function duration_bin(ms)
   return k
 end
 
+-- What close() writes for all the sessions ended in a call, in one call per key.
+local closing = {}
+
 -- The session ended (its end < the watermark): its figures into the bucket of its end.
-local function close(pfx, tot, sid, facts_on, out)
+local function close(pfx, tot, sid, score, facts_on, out)
   local sk = pfx .. K_SESSION .. sid
   local st = redis.call('HMGET', sk, S_SEGMENT, S_COUNT, SK.FIRST, SK.LAST, SK.VISITS,
-    S_STAGE_TIME .. 1, SK.ORDERS, SK.CUST, SK.SEEN)
-  local sz = pfx .. K_SESSIONS
-  local score = redis.call('ZSCORE', sz, sid)
-  redis.call('ZREM', sz, sid)
+    S_STAGE_TIME .. 1, SK.ORDERS, SK.CUST, SK.SEEN, SK.CART_FACT, SK.CART_VERSION)
   if not st[4] then
     -- Kept by an older version (no figures): evicted in time like the others.
-    redis.call('ZADD', pfx .. SK.ENDED, score, sid)
+    closing.ended[#closing.ended + 1] = score
+    closing.ended[#closing.ended + 1] = sid
     return
   end
   local ch, dev, cty = string.match(st[1], SEGMENT_PATTERN)
@@ -323,47 +403,56 @@ local function close(pfx, tot, sid, facts_on, out)
     c.v, items, c.big = cart_of(pfx .. SK.CART .. sid)
   end
   contribute(pfx, c, 1)
-  redis.call('HSET', sk, SK.CONTRIB, cjson.encode(c))
-  redis.call('ZADD', pfx .. SK.ENDED, endt, sid)
+  local endt_text = string.format('%d', endt)
+  closing.ended[#closing.ended + 1] = endt_text
+  closing.ended[#closing.ended + 1] = sid
   -- Cumulative counters: once, when first seen (they never move).
   local seen = st[9] or ''
+  local seen0 = seen
   local seg = SEP .. ch .. SEP .. dev
   if not string.find(seen, SK.SEEN_ENDED, 1, true) then
     seen = seen .. SK.SEEN_ENDED
-    redis.call('HINCRBY', tot, SK.T_ENDED .. seg, 1)
-    redis.call('HINCRBY', tot, SK.T_DURATION .. SEP .. duration_bin(c.ms), 1)
-    redis.call('HINCRBY', tot, SK.T_DURATION_SUM, c.ms)
+    add_to(tot, SK.T_ENDED .. seg, 1)
+    add_to(tot, SK.T_DURATION .. SEP .. duration_bin(c.ms), 1)
+    add_to(tot, SK.T_DURATION_SUM, c.ms)
   end
   if c.bounce == 1 and not string.find(seen, SK.SEEN_BOUNCED, 1, true) then
     seen = seen .. SK.SEEN_BOUNCED
-    redis.call('HINCRBY', tot, SK.T_BOUNCED .. seg, 1)
+    add_to(tot, SK.T_BOUNCED .. seg, 1)
   end
   if c.ab == 1 and not string.find(seen, SK.SEEN_ABANDONED, 1, true) then
     seen = seen .. SK.SEEN_ABANDONED
-    redis.call('HINCRBY', tot, SK.T_ABANDONED .. seg, 1)
+    add_to(tot, SK.T_ABANDONED .. seg, 1)
     if c.big then
-      redis.call('HINCRBY', tot, SK.T_VALUE_OVERFLOW, 1)
+      add_to(tot, SK.T_VALUE_OVERFLOW, 1)
     else
       for cur, units in pairs(c.v) do
         redis.call('HINCRBY', tot, SK.T_VALUE .. SEP .. cur, units)
       end
     end
   end
-  redis.call('HSET', sk, SK.SEEN, seen)
+  local set = {SK.CONTRIB, cjson.encode(c)}
+  if seen ~= seen0 then
+    set[#set + 1] = SK.SEEN
+    set[#set + 1] = seen
+  end
   local who = st[8] and cjson.decode(st[8])
   local wanted = nil
   if c.ab == 1 then
     local cust = who or {'', '', ''}
-    redis.call('HSET', pfx .. SK.DETAILS, sid, cjson.encode({
-      cust[1], cust[2], cust[3], ch, dev, string.format('%d', endt), c.v, items}))
-    redis.call('ZADD', pfx .. SK.CARTS, endt, sid)
+    closing.details[#closing.details + 1] = sid
+    closing.details[#closing.details + 1] = cjson.encode({
+      cust[1], cust[2], cust[3], ch, dev, endt_text, c.v, items})
+    closing.carts[#closing.carts + 1] = endt_text
+    closing.carts[#closing.carts + 1] = sid
     if who then
-      wanted = {who[1], string.format('%d', endt), ch, dev, cty}
+      wanted = {who[1], endt_text, ch, dev, cty}
     end
   end
-  if facts_on then
-    cart_facts(sk, sid, wanted, out)
+  if facts_on and cart_facts(sid, wanted, st[10], st[11], out, set) then
+    redis.call('HDEL', sk, SK.CART_FACT)
   end
+  redis.call('HSET', sk, unpack(set))
 end
 
 -- After the batch's events: end what the watermark passed, evict what it passed by the
@@ -381,18 +470,36 @@ local function end_sessions(pfx, tot, facts_on)
     end
     return out
   end
-  local ended = {}
-  local due = redis.call('ZRANGEBYSCORE', pfx .. K_SESSIONS, '-inf', '(' .. wm, 'LIMIT', 0,
+  flush_tracked(pfx)
+  local sz = pfx .. K_SESSIONS
+  local due = redis.call('ZRANGEBYSCORE', sz, '-inf', '(' .. wm, 'WITHSCORES', 'LIMIT', 0,
     SK.END_LIMIT)
-  for _, sid in ipairs(due) do
-    close(pfx, tot, sid, facts_on, out)
-    ended[sid] = true
+  local ended, due_ids = {}, {}
+  for j = 1, #due, 2 do
+    due_ids[#due_ids + 1] = due[j]
   end
+  call_many('ZREM', sz, due_ids)
+  closing = {ended = {}, details = {}, carts = {}}
+  for j = 1, #due, 2 do
+    close(pfx, tot, due[j], due[j + 1], facts_on, out)
+    ended[due[j]] = true
+  end
+  call_many('ZADD', pfx .. SK.ENDED, closing.ended)
+  call_many('HSET', pfx .. SK.DETAILS, closing.details)
+  call_many('ZADD', pfx .. SK.CARTS, closing.carts)
   if facts_on then
     for sid, _ in pairs(reopened) do
       if not ended[sid] then
         -- Its end moved past the watermark: not an abandoned cart (yet).
-        cart_facts(pfx .. K_SESSION .. sid, sid, nil, out)
+        local sk = pfx .. K_SESSION .. sid
+        local st = redis.call('HMGET', sk, SK.CART_FACT, SK.CART_VERSION)
+        local set = {}
+        if cart_facts(sid, nil, st[1], st[2], out, set) then
+          redis.call('HDEL', sk, SK.CART_FACT)
+        end
+        if #set > 0 then
+          redis.call('HSET', sk, unpack(set))
+        end
       end
     end
   end
@@ -402,20 +509,28 @@ local function end_sessions(pfx, tot, facts_on)
   local ez = pfx .. SK.ENDED
   local old = redis.call('ZRANGEBYSCORE', ez, '-inf', '(' .. string.format('%d', horizon),
     'LIMIT', 0, SK.EVICT_LIMIT)
-  for _, sid in ipairs(old) do
-    redis.call('ZREM', ez, sid)
-    if not redis.call('ZSCORE', pfx .. K_SESSIONS, sid) then
-      redis.call('DEL', pfx .. K_SESSION .. sid, pfx .. SK.CART .. sid)
+  if #old > 0 then
+    call_many('ZREM', ez, old)
+    -- A session reopened by a late event is in K_SESSIONS again: its state stays.
+    local open = redis.call('ZMSCORE', sz, unpack(old))
+    local gone = {}
+    for j, sid in ipairs(old) do
+      if not open[j] then
+        gone[#gone + 1] = pfx .. K_SESSION .. sid
+        gone[#gone + 1] = pfx .. SK.CART .. sid
+      end
+    end
+    for from = 1, #gone, CHUNK do
+      redis.call('DEL', unpack(gone, from, math.min(#gone, from + CHUNK - 1)))
     end
   end
   local listed = pfx .. SK.CARTS
   local expired = redis.call('ZRANGEBYSCORE', listed, '-inf',
     '(' .. string.format('%d', tonumber(wm) - tonumber(ARGV[A_RECOVERY_MS])), 'LIMIT', 0,
     SK.EVICT_LIMIT)
-  for _, sid in ipairs(expired) do
-    redis.call('ZREM', listed, sid)
-    redis.call('HDEL', pfx .. SK.DETAILS, sid)
-  end
+  call_many('ZREM', listed, expired)
+  call_many('HDEL', pfx .. SK.DETAILS, expired)
+  flush_increments()
   local bz = pfx .. K_BUCKETS
   for b, _ in pairs(session_buckets) do
     redis.call('ZADD', bz, 'NX', b, b)
