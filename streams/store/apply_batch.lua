@@ -152,7 +152,8 @@ while i + RECORD_WIDTH - 1 <= last do
     else
       -- Segments come from the session's first accepted event.
       ch, dev, cty = ev[i + R_CHANNEL], ev[i + R_DEVICE], ev[i + R_COUNTRY]
-      redis.call('HSET', sk, S_SEGMENT, ch .. SEGMENT_SEP .. dev .. SEGMENT_SEP .. cty)
+      redis.call('HSET', sk, S_SEGMENT, ch .. SEGMENT_SEP .. dev .. SEGMENT_SEP .. cty,
+        unpack(NEW_SESSION_FIELDS))
     end
     -- Closed funnel: the session reached every stage <= stage at ts at the latest.
     -- t_k never decreases with k, so stop at the first stage already reached earlier.

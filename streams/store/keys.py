@@ -73,7 +73,7 @@ TOTALS = "tot"  # hash: cumulative counters (Totals)
 BUCKET_PREFIX = "b:"  # + bucket start in epoch seconds: hash of bucket counters
 BUCKETS = "bz"  # zset: bucket starts, for range reads and retention
 SESSION_PREFIX = "s:"  # + session_id: hash of one session's state
-SESSIONS = "sz"  # zset: sessions not ended yet, by end (newest ts + the session timeout)
+SESSIONS = "sz"  # zset: sessions not ended yet, by newest ts (ended: + the timeout < wm)
 ORDERS = "o"  # hash: counted order_id -> ts
 ORDER_TIMES = "oz"  # zset: counted order ids by ts (eviction)
 # Customer facts appended by the script, not yet published: one entry per batch whose fields

@@ -2,7 +2,7 @@
 
 Stage 1 (the session worker, streams/store/sessions.lua in front of apply_batch.lua) keeps, per
 session, what its figures are computed from and what it contributed to the bucket of its end;
-per partition the sessions not ended yet (by end) and the ended ones whose state is still kept,
+per partition the sessions not ended yet (by last ts) and the ended ones whose state is still kept,
 and the list of abandoned carts. Stage 2 (the customer stage, streams/store/carts.lua in front of
 apply_customers.lua) keeps each customer's abandoned carts and which order recovered each. The
 scripts spell no name themselves: they get the table SK (stage 1) or CK (stage 2) that
@@ -43,8 +43,8 @@ __all__ = [
 
 SEP = "|"
 
-# Stage 1 keys under a partition's prefix (keys.SESSIONS "sz" holds the sessions not ended yet,
-# scored by their end; keys.SESSION_PREFIX their hashes).
+# Stage 1 keys under a partition's prefix (keys.SESSIONS "sz" holds the sessions not ended yet
+# scored by their last ts; keys.SESSION_PREFIX their hashes).
 ENDED = "ez"  # zset: ended sessions by end, their state kept until wm passes end + lateness
 CART_PREFIX = "k:"  # + session_id: hash of the session's cart events (CART_ENTRY -> change)
 CARTS = "kl"  # zset: abandoned carts (session ids) by end, kept end + the recovery window
@@ -100,14 +100,26 @@ SESSION_LUA: dict[str, str | int] = {
     "CART": CART_PREFIX,
     "CARTS": CARTS,
     "DETAILS": CART_DETAILS,
-    "FIRST": "f",  # smallest accepted ts
-    "LAST": "l",  # largest accepted ts
+    # The first ts is the first stage time (t0) or, earlier, FIRST: the smallest ts of a
+    # removal. The last ts is the session's score in keys.SESSIONS.
+    "FIRST": "f",
+    "MARK": "y",  # ON: kept with figures (a session without it ends without: older versions)
     "VISITS": "v",  # visit events
     "ORDERS": "oc",  # orders the session counted
     "CUST_TS": "ut",  # ts and event id of the latest event with a customer
     "CUST_EID": "ue",
     "CUST": "u",  # JSON [customer, account_id, user_id] of that event
-    "CONTRIB": "c",  # JSON of what the session contributed to the bucket of its end
+    "CONTRIB": "c",  # what the session contributed to the bucket of its end: CONTRIB_FORMAT
+    # Its end, last ts, bucket, bounce, ms, pages, abandoned, too large, channel, device,
+    # country, then an abandoned cart's JSON value by currency. Tab-separated as the segment
+    # is (no label holds a tab): a JSON encode was 4 us of the ~20 a session's end costs. The
+    # version before stored JSON (JSON_OPEN).
+    "CONTRIB_FORMAT": "\t".join(["%d", "%d", "%s"] + ["%d"] * 5 + ["%s"] * 4),
+    "CONTRIB_PATTERN": "^"
+    + "\t".join(["(%d+)"] * 3 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"] + ["([^\t]*)"] * 3)
+    + "\t(.*)$",
+    "JSON_OPEN": "{",
+    "ON": "1",
     "SEEN": "x",  # which totals counted it already: SEEN_* letters
     "SEEN_ENDED": "e",
     "SEEN_BOUNCED": "b",

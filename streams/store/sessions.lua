@@ -3,16 +3,18 @@
 -- Names come from the header (K_*, S_*, R_*, A_*, T_*) and from the table SK that
 -- streams/store/session_keys.py renders: this file spells none itself.
 --
--- Per accepted event, track() keeps what the session's figures are computed from (first and
--- last ts, visits, the latest event with a customer by (ts, event_id), the cart's add and
--- remove events) and keeps the session in K_SESSIONS scored by its end (last ts + timeout).
--- It reads a session's state once per batch (in the funnel's own HMGET, TRACK_FIELDS) and
--- writes it once per batch (flush_tracked(): one HSET per session, one ZADD for all): these
--- are a min, a max, a count and a latest, the same in any order. Redis calls from Lua cost
--- ~3 us each here, and calls per event were what ending sessions cost (docs/benchmarks.md).
+-- Per accepted event, track() keeps what the session's figures are computed from: visits, the
+-- latest event with a customer by (ts, event_id), the cart's add and remove events, and the
+-- session in K_SESSIONS scored by its last ts (ZADD GT; it ends when last + the timeout <
+-- the watermark). Its first ts is the funnel's first stage time (every event but a removal reaches stage
+-- 0) or an earlier removal's (SK.FIRST). A Redis call from Lua costs 1-4 us here, a JSON
+-- encode 4 us, a field read 0.3 us (docs/benchmarks.md): so track() reads a session once per
+-- batch, in the funnel's own HMGET (TRACK_FIELDS), and flush_tracked() writes it once per batch
+-- (a count, a min, a max and a latest: the same in any order), one ZADD for all of them.
 -- After the batch, end_sessions() pops the sessions whose end < the new watermark (a range
 -- read of K_SESSIONS: no timer, no scan of the other sessions), computes their figures from
--- that state, adds them to the bucket of end and remembers what it added (SK.CONTRIB). A
+-- that state, adds them to the bucket of end (summed per segment over the call first) and
+-- remembers what it added (SK.CONTRIB). A
 -- late event of an ended session takes its contribution back (withdraw) and puts the session
 -- back in K_SESSIONS: it ends again, in the same call when its end is still below the
 -- watermark, with figures recomputed from all its events (docs/semantics.md, "Sessions and
@@ -24,18 +26,22 @@
 local sessions_on = tonumber(ARGV[A_SESSION_FIGURES]) == 1
 local session_timeout = tonumber(ARGV[A_SESSION_TIMEOUT_MS])
 local session_bucket_ms = tonumber(ARGV[A_BUCKET_MS])
-local session_buckets = {}
+local session_buckets, bucket_texts = {}, {}
 local reopened = {}
 -- What track() read and changed of each session of the batch, flushed before they end.
 local tracked, tracked_order = {}, {}
--- The fields track() reads, after the funnel's, the first time the batch meets a session.
-local TRACK_FIELDS = {}
+-- The fields track() reads, after the funnel's, the first time the batch meets a session,
+-- and the fields a new session's hash starts with (SK.MARK: kept with figures).
+local TRACK_FIELDS, NEW_SESSION_FIELDS = {}, {}
 if sessions_on then
-  TRACK_FIELDS = {SK.FIRST, SK.LAST, SK.CONTRIB, SK.CUST_TS, SK.CUST_EID, SK.VISITS}
+  TRACK_FIELDS = {SK.CONTRIB, SK.CUST_TS, SK.CUST_EID}
+  NEW_SESSION_FIELDS = {SK.MARK, SK.ON}
 end
+
 -- Counter increments of the call summed per (key, field) and written once each: the figures
 -- of all sessions ended in a call fall in a few buckets and segments (money is not summed
--- here: its units are exact strings past 2^53).
+-- here: its units are exact strings past 2^53). A field any session touched is written, even
+-- when its sum is 0, so the hashes hold the fields they held with one HINCRBY per session.
 local increments, increment_keys = {}, {}
 
 local function add_to(key, field, n)
@@ -48,26 +54,49 @@ local function add_to(key, field, n)
   h[field] = (h[field] or 0) + n
 end
 
+-- Sessions' bucket figures summed per (bucket, channel, device) and per (bucket, country):
+-- {bucket key, field suffix, then per kind of FIGURE_KINDS its sum and whether it was touched}.
+local FIGURE_KINDS = {SK.B_ENDED, SK.B_BOUNCED, SK.B_MS, SK.B_PAGES, SK.B_ABANDONED}
+local figures = {}
+
 local function flush_increments()
+  for _, f in pairs(figures) do
+    for j, kind in ipairs(FIGURE_KINDS) do
+      if f[7 + j] then
+        redis.call('HINCRBY', f[1], kind .. f[2], string.format('%d', f[2 + j]))
+      end
+    end
+  end
   for _, key in ipairs(increment_keys) do
     for field, n in pairs(increments[key]) do
       redis.call('HINCRBY', key, field, string.format('%d', n))
     end
   end
-  increments, increment_keys = {}, {}
+  figures, increments, increment_keys = {}, {}, {}
 end
 
--- One call with many arguments (chunks keep unpack() far below Lua's C stack of 8,000).
+-- One call with many arguments (chunks keep unpack() far below Lua's C stack of 8,000);
+-- opt, when given, goes before them (ZADD's GT).
 local CHUNK = 1000
-local function call_many(cmd, key, args)
+local function call_many(cmd, key, args, opt)
   for from = 1, #args, CHUNK do
-    redis.call(cmd, key, unpack(args, from, math.min(#args, from + CHUNK - 1)))
+    local to = math.min(#args, from + CHUNK - 1)
+    if opt then
+      redis.call(cmd, key, opt, unpack(args, from, to))
+    else
+      redis.call(cmd, key, unpack(args, from, to))
+    end
   end
 end
 
 local function end_bucket(endt)
-  local b = string.format('%d', math.floor(endt / session_bucket_ms) * (session_bucket_ms / 1000))
-  session_buckets[b] = true
+  local q = math.floor(endt / session_bucket_ms)
+  local b = bucket_texts[q]
+  if not b then
+    b = string.format('%d', q * (session_bucket_ms / 1000))
+    bucket_texts[q] = b
+    session_buckets[b] = true
+  end
   return b
 end
 
@@ -206,22 +235,28 @@ local function cart_of(ck)
   return values, items, too_large
 end
 
+local function figures_of(at, bk, suffix)
+  local f = figures[at]
+  if not f then
+    f = {bk, suffix, 0, 0, 0, 0, 0}
+    figures[at] = f
+  end
+  return f
+end
+
 -- Add (sign 1) or take back (-1) a session's figures in the bucket of its end.
 local function contribute(pfx, c, sign)
   local bk = pfx .. K_BUCKET .. c.b
   local seg = SEP .. c.ch .. SEP .. c.dev
   local cty = SEP .. c.cty
-  local plain = {
-    {SK.B_ENDED, 1},
-    {SK.B_BOUNCED, c.bounce},
-    {SK.B_MS, c.ms},
-    {SK.B_PAGES, c.pages},
-    {SK.B_ABANDONED, c.ab},
-  }
-  for _, kv in ipairs(plain) do
-    if kv[2] ~= 0 then
-      add_to(bk, kv[1] .. seg, kv[2] * sign)
-      add_to(bk, kv[1] .. SK.COUNTRY .. cty, kv[2] * sign)
+  local by_seg = figures_of(c.b .. seg, bk, seg)
+  local by_cty = figures_of(c.b .. SK.COUNTRY .. cty, bk, SK.COUNTRY .. cty)
+  local values = {1, c.bounce, c.ms, c.pages, c.ab}
+  for j = 1, 5 do
+    local n = values[j]
+    if n ~= 0 then
+      by_seg[2 + j], by_seg[7 + j] = by_seg[2 + j] + n * sign, true
+      by_cty[2 + j], by_cty[7 + j] = by_cty[2 + j] + n * sign, true
     end
   end
   if c.ab == 1 and not c.big then
@@ -233,6 +268,23 @@ local function contribute(pfx, c, sign)
   end
 end
 
+-- SK.CONTRIB: what a session contributed (session_keys.py has the format).
+local function encode_contrib(c)
+  return string.format(SK.CONTRIB_FORMAT, c.e, c.l, c.b, c.bounce, c.ms, c.pages, c.ab,
+    c.big and 1 or 0, c.ch, c.dev, c.cty, c.ab == 1 and cjson.encode(c.v) or '')
+end
+
+local function decode_contrib(raw)
+  if string.sub(raw, 1, 1) == SK.JSON_OPEN then
+    return cjson.decode(raw)
+  end
+  local e, l, b, bounce, ms, pages, ab, big, ch, dev, cty, v =
+    string.match(raw, SK.CONTRIB_PATTERN)
+  return {e = tonumber(e), l = tonumber(l), b = b, bounce = tonumber(bounce), ms = tonumber(ms),
+    pages = tonumber(pages), ab = tonumber(ab), big = big == SK.ON, ch = ch, dev = dev, cty = cty,
+    v = v ~= '' and cjson.decode(v) or {}}
+end
+
 -- A new accepted event of the session (the funnel counted it already). st is the funnel's
 -- HMGET of the session hash; TRACK_FIELDS start at st[at] when the batch meets it first.
 local function track(pfx, sid, ev, i, ts, stage, st, at)
@@ -242,12 +294,10 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   end
   local t = tracked[sid]
   if not t then
-    t = {first = tonumber(st[at]), last = tonumber(st[at + 1]), cts = tonumber(st[at + 3]),
-      ceid = st[at + 4], visits = tonumber(st[at + 5] or '0'), set = {}, cart = {}}
-    t.last0, t.visits0 = t.last, t.visits
-    if st[at + 2] then
+    t = {last = ts, cts = tonumber(st[at + 1]), ceid = st[at + 2], visits = 0}
+    if st[at] then
       -- Ended already: its figures are taken back; it ends again from all its events.
-      local c = cjson.decode(st[at + 2])
+      local c = decode_contrib(st[at])
       contribute(pfx, c, -1)
       end_bucket(c.e)
       t.withdrawn = c
@@ -255,24 +305,17 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
     end
     tracked[sid] = t
     tracked_order[#tracked_order + 1] = sid
-  end
-  if not t.first or ts < t.first then
-    t.first = ts
-    t.set[SK.FIRST] = ev[i + R_TS_MS]
-  end
-  if not t.last or ts > t.last then
+  elseif ts > t.last then
     t.last = ts
-    t.set[SK.LAST] = ev[i + R_TS_MS]
   end
   local cust, eid = ev[i + R_CUSTOMER], ev[i + R_EVENT_ID]
   if cust ~= '' and (not t.cts or ts > t.cts or (ts == t.cts and bytes_before(t.ceid, eid))) then
-    t.cts, t.ceid = ts, eid
-    t.set[SK.CUST_TS] = ev[i + R_TS_MS]
-    t.set[SK.CUST_EID] = eid
+    t.cts, t.ceid, t.cts_text = ts, eid, ev[i + R_TS_MS]
     t.cust = {cust, ev[i + R_ACCOUNT_ID], ev[i + R_USER_ID]}
   end
   if stage == 0 then
     t.visits = t.visits + 1
+    return
   end
   local sku = ev[i + R_SKU]
   if sku ~= '' then
@@ -283,54 +326,67 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
       change = qty .. SK.ENTRY_SEP .. ev[i + R_PRICE_UNITS] .. SK.ENTRY_SEP .. ev[i + R_CURRENCY]
     else
       change = SK.MINUS .. qty .. SK.ENTRY_SEP .. SK.ENTRY_SEP
+      if not t.removed or ts < t.removed then
+        t.removed, t.removed_text = ts, ev[i + R_TS_MS]
+      end
     end
     local entry = string.format('%d', #sku) .. SK.ENTRY_SEP .. sku .. ev[i + R_TS_MS]
-    t.cart[#t.cart + 1] = entry .. SK.ENTRY_SEP .. eid
-    t.cart[#t.cart + 1] = change
+    local cart = t.cart or {}
+    t.cart = cart
+    cart[#cart + 1] = entry .. SK.ENTRY_SEP .. eid
+    cart[#cart + 1] = change
   end
 end
 
--- The batch's sessions written back: one HSET of the session, one of its cart, one ZADD of
--- all whose end moved (before end_sessions(), which reads what this writes).
+-- The batch's sessions written back before end_sessions() reads them: at most one HSET and
+-- one HINCRBY of the session, one HSET of its cart, and one ZADD GT of all their ends.
 local function flush_tracked(pfx)
   local ends, carts_gone, details_gone = {}, {}, {}
   for _, sid in ipairs(tracked_order) do
     local t = tracked[sid]
     local sk = pfx .. K_SESSION .. sid
     local set = {}
-    for f, v in pairs(t.set) do
-      set[#set + 1] = f
-      set[#set + 1] = v
-    end
     if t.cust then
-      set[#set + 1] = SK.CUST
-      set[#set + 1] = cjson.encode(t.cust)
+      set = {SK.CUST_TS, t.cts_text, SK.CUST_EID, t.ceid, SK.CUST, cjson.encode(t.cust)}
     end
-    if t.visits ~= t.visits0 then
-      set[#set + 1] = SK.VISITS
-      set[#set + 1] = string.format('%d', t.visits)
+    if t.removed then
+      -- The first ts of a session is its first stage time or an earlier removal's.
+      local f = tonumber(redis.call('HGET', sk, SK.FIRST))
+      if not f or t.removed < f then
+        set[#set + 1] = SK.FIRST
+        set[#set + 1] = t.removed_text
+      end
+    end
+    if t.withdrawn then
+      -- Ended by the version before (JSON in SK.CONTRIB): it ends again with figures.
+      set[#set + 1] = SK.MARK
+      set[#set + 1] = SK.ON
     end
     if #set > 0 then
       redis.call('HSET', sk, unpack(set))
     end
-    if #t.cart > 0 then
+    if t.visits > 0 then
+      redis.call('HINCRBY', sk, SK.VISITS, t.visits)
+    end
+    if t.cart then
       call_many('HSET', pfx .. SK.CART .. sid, t.cart)
     end
+    local last = t.last
     if t.withdrawn then
       redis.call('HDEL', sk, SK.CONTRIB)
       if t.withdrawn.ab == 1 then
         details_gone[#details_gone + 1] = sid
         carts_gone[#carts_gone + 1] = sid
       end
+      -- Not in K_SESSIONS since it ended: its last ts is the later of the old and the new.
+      last = math.max(last, t.withdrawn.l or (t.withdrawn.e - session_timeout))
     end
-    if t.last ~= t.last0 or t.withdrawn then
-      ends[#ends + 1] = t.last + session_timeout
-      ends[#ends + 1] = sid
-    end
+    ends[#ends + 1] = last
+    ends[#ends + 1] = sid
   end
   call_many('HDEL', pfx .. SK.DETAILS, details_gone)
   call_many('ZREM', pfx .. SK.CARTS, carts_gone)
-  call_many('ZADD', pfx .. K_SESSIONS, ends)
+  call_many('ZADD', pfx .. K_SESSIONS, ends, 'GT')
   tracked, tracked_order = {}, {}
 end
 
@@ -364,15 +420,18 @@ local function cart_facts(sid, wanted, last, version, out, set)
   return not wanted
 end
 
+local DURATION_BOUNDS_MS = {}
+for bound in string.gmatch(SK.DURATIONS, SK.LIST_ITEM) do
+  DURATION_BOUNDS_MS[#DURATION_BOUNDS_MS + 1] = tonumber(bound) * 1000
+end
+
 local function duration_bin(ms)
-  local k = 0
-  for bound in string.gmatch(SK.DURATIONS, SK.LIST_ITEM) do
-    if ms <= tonumber(bound) * 1000 then
-      return k
+  for k, bound in ipairs(DURATION_BOUNDS_MS) do
+    if ms <= bound then
+      return k - 1
     end
-    k = k + 1
   end
-  return k
+  return #DURATION_BOUNDS_MS
 end
 
 -- What close() writes for all the sessions ended in a call, in one call per key.
@@ -381,19 +440,21 @@ local closing = {}
 -- The session ended (its end < the watermark): its figures into the bucket of its end.
 local function close(pfx, tot, sid, score, facts_on, out)
   local sk = pfx .. K_SESSION .. sid
-  local st = redis.call('HMGET', sk, S_SEGMENT, S_COUNT, SK.FIRST, SK.LAST, SK.VISITS,
-    S_STAGE_TIME .. 1, SK.ORDERS, SK.CUST, SK.SEEN, SK.CART_FACT, SK.CART_VERSION)
-  if not st[4] then
+  local st = redis.call('HMGET', sk, S_SEGMENT, S_COUNT, SK.FIRST, S_STAGE_TIME .. 0, SK.VISITS,
+    S_STAGE_TIME .. 1, SK.ORDERS, SK.CUST, SK.SEEN, SK.CART_FACT, SK.CART_VERSION, SK.MARK)
+  if not st[12] then
     -- Kept by an older version (no figures): evicted in time like the others.
     closing.ended[#closing.ended + 1] = score
     closing.ended[#closing.ended + 1] = sid
     return
   end
   local ch, dev, cty = string.match(st[1], SEGMENT_PATTERN)
-  local first, last, visits = tonumber(st[3]), tonumber(st[4]), tonumber(st[5] or '0')
-  local endt = last + session_timeout
+  -- K_SESSIONS scores a session by its last ts.
+  local last = tonumber(score)
+  local endt, visits = last + session_timeout, tonumber(st[5] or '0')
+  local first = math.min(tonumber(st[3]) or last, tonumber(st[4]) or last)
   local c = {
-    e = endt, b = end_bucket(endt), ch = ch, dev = dev, cty = cty,
+    e = endt, l = last, b = end_bucket(endt), ch = ch, dev = dev, cty = cty,
     bounce = (tonumber(st[2]) == 1 and visits == 1) and 1 or 0,
     ms = last - first, pages = visits,
     ab = (st[6] and tonumber(st[7] or '0') == 0) and 1 or 0, v = {},
@@ -431,14 +492,14 @@ local function close(pfx, tot, sid, score, facts_on, out)
       end
     end
   end
-  local set = {SK.CONTRIB, cjson.encode(c)}
+  local set = {SK.CONTRIB, encode_contrib(c)}
   if seen ~= seen0 then
     set[#set + 1] = SK.SEEN
     set[#set + 1] = seen
   end
-  local who = st[8] and cjson.decode(st[8])
   local wanted = nil
   if c.ab == 1 then
+    local who = st[8] and cjson.decode(st[8])
     local cust = who or {'', '', ''}
     closing.details[#closing.details + 1] = sid
     closing.details[#closing.details + 1] = cjson.encode({
@@ -472,7 +533,9 @@ local function end_sessions(pfx, tot, facts_on)
   end
   flush_tracked(pfx)
   local sz = pfx .. K_SESSIONS
-  local due = redis.call('ZRANGEBYSCORE', sz, '-inf', '(' .. wm, 'WITHSCORES', 'LIMIT', 0,
+  -- Ended: last + the timeout < the watermark.
+  local due = redis.call('ZRANGEBYSCORE', sz, '-inf',
+    '(' .. string.format('%d', tonumber(wm) - session_timeout), 'WITHSCORES', 'LIMIT', 0,
     SK.END_LIMIT)
   local ended, due_ids = {}, {}
   for j = 1, #due, 2 do

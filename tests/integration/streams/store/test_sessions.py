@@ -326,6 +326,47 @@ async def test_an_event_exactly_at_end_extends_the_session(pipe: Pipeline) -> No
 
 
 @pipeline_test
+async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pipeline) -> None:
+    """That version stored SK.CONTRIB as JSON and marked nothing: the late event withdraws it
+    and it ends again with figures, as if this version had ended it."""
+    from streams.store import keys, session_keys
+
+    t = T0
+    await pipe.feed(
+        event("visit", "b0", "b", t, **SEG), event("visit", "b1", "b", t + 60_000, **SEG)
+    )
+    await pipe.tick(t + 60_000 + TIMEOUT + 1)
+    before = await pipe.kpis(*ALL)
+    assert (before["ended_sessions"], before["pages_per_session"]) == (1, 2.0)
+    sk = pipe.funnel.prefix(partition_of("b")) + keys.SESSION_PREFIX + "b"
+    lua = session_keys.SESSION_LUA
+    raw = (await pipe.client.hget(sk, lua["CONTRIB"])).decode()
+    e, last, b, bounce, ms, pages, ab, big, ch, dev, cty, value = raw.split("\t")
+    assert (big, value) == ("0", "")  # not abandoned: no value
+    assert (int(e), int(last), int(ms)) == (t + 60_000 + TIMEOUT, t + 60_000, 60_000)
+    old = {
+        "e": int(e),
+        "b": b,
+        "ch": ch,
+        "dev": dev,
+        "cty": cty,
+        "bounce": int(bounce),
+        "ms": int(ms),
+        "pages": int(pages),
+        "ab": int(ab),
+        "v": {},
+    }
+    await pipe.client.hset(sk, lua["CONTRIB"], json.dumps(old))
+    await pipe.client.hdel(sk, str(lua["MARK"]))
+    # Within the allowed lateness: the session has three visits over 2 minutes now.
+    await pipe.feed(event("visit", "b2", "b", t + 120_000, **SEG))
+    await pipe.tick(t + 120_000 + TIMEOUT + 2)
+    got = await pipe.kpis(*ALL)
+    assert (got["ended_sessions"], got["pages_per_session"]) == (1, 3.0)
+    assert got["average_session_seconds"] == 120.0
+
+
+@pipeline_test
 async def test_a_purchase_after_the_cart_was_counted_abandoned(pipe: Pipeline) -> None:
     who = {"user_id": "u-9", **SEG}
     await pipe.feed(

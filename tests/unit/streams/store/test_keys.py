@@ -138,6 +138,8 @@ LIBRARY_LITERALS = {
     "ZREM",
     "ZSCORE",
     "ZRANGEBYSCORE",
+    "ZMSCORE",
+    "WITHSCORES",
     "NX",
     "LIMIT",
     "-inf",
