@@ -119,6 +119,9 @@ class BenchOptions:
     keep_dir: bool = False
     work_dir: Path | None = None
     trivial_batch: bool = True
+    # The worker with and without session figures, alternated this many times: one pair on
+    # this 2-core VM ranged 0.83-1.07 (other tenants' load); the ratio is best against best.
+    session_pairs: int = 3
     # The customer stage's rows: the worker without facts, the customer stage, both stages.
     customer_stage: bool = True
     latency_baseline: bool = True

@@ -84,6 +84,11 @@ async def _run(bench: Bench) -> dict[str, Any]:
     )
     if opts.customer_stage:
         await _customer_stage(bench, variants, worker, expected)
+    for k in range(2, opts.session_pairs + 1):
+        # Alternated again: one pair is at the mercy of the machine's other load.
+        for name, on in ((f"worker_s{k}", True), (f"worker_no_sessions_s{k}", False)):
+            again = bench.fresh(name, customer_topic=f"{facts_topic}.{name}", session_figures=on)
+            variants[name] = await measure(bench, name, "worker", again, n, worker_check(expected))
     await run("two_workers", "worker", worker_check(expected), processes=2)
 
     # Latency at a fixed offered load, fed live by the generator into a fresh topic: the

@@ -85,6 +85,7 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         keep_dir=args.keep_dir,
         work_dir=args.work_dir,
         trivial_batch=not args.no_trivial_batch,
+        session_pairs=args.session_pairs,
         latency_baseline=not args.no_latency_baseline,
         latency_scale_out=not args.no_latency_scale_out,
         exporter=not args.no_exporter,
@@ -187,6 +188,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--exporter-only",
         action="store_true",
         help="run only the exporter run (no preload, no other variant)",
+    )
+    size.add_argument(
+        "--session-pairs",
+        type=count,
+        default=3,
+        help="runs of the worker with and without session figures, alternated (default 3; "
+        "the ratio is the best run of each; ~50 s per extra pair)",
     )
     customers = bench.add_argument_group("the customer stage")
     customers.add_argument(

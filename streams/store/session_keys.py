@@ -104,7 +104,8 @@ SESSION_LUA: dict[str, str | int] = {
     # removal. The last ts is the session's score in keys.SESSIONS.
     "FIRST": "f",
     "MARK": "y",  # ON: kept with figures (a session without it ends without: older versions)
-    "VISITS": "v",  # visit events
+    "OTHERS": "w",  # accepted events that are not visits (visits: the event count - these)
+    "VISITS": "v",  # visit events, as the version before counted them
     "ORDERS": "oc",  # orders the session counted
     "CUST_TS": "ut",  # ts and event id of the latest event with a customer
     "CUST_EID": "ue",

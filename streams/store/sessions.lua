@@ -3,11 +3,13 @@
 -- Names come from the header (K_*, S_*, R_*, A_*, T_*) and from the table SK that
 -- streams/store/session_keys.py renders: this file spells none itself.
 --
--- Per accepted event, track() keeps what the session's figures are computed from: visits, the
+-- Per accepted event, track() keeps what the session's figures are computed from: the events
+-- that are not visits (visits = the funnel's event count - those; nearly every batch of a
+-- session has a visit, few have another event: one HINCRBY per session and batch less), the
 -- latest event with a customer by (ts, event_id), the cart's add and remove events, and the
 -- session in K_SESSIONS scored by its last ts (ZADD GT; it ends when last + the timeout <
--- the watermark). Its first ts is the funnel's first stage time (every event but a removal reaches stage
--- 0) or an earlier removal's (SK.FIRST). A Redis call from Lua costs 1-4 us here, a JSON
+-- the watermark). Its first ts is the funnel's first stage time (every event but a removal
+-- reaches stage 0) or an earlier removal's (SK.FIRST). A Redis call from Lua costs 1-4 us here, a JSON
 -- encode 4 us, a field read 0.3 us (docs/benchmarks.md): so track() reads a session once per
 -- batch, in the funnel's own HMGET (TRACK_FIELDS), and flush_tracked() writes it once per batch
 -- (a count, a min, a max and a latest: the same in any order), one ZADD for all of them.
@@ -276,7 +278,9 @@ end
 
 local function decode_contrib(raw)
   if string.sub(raw, 1, 1) == SK.JSON_OPEN then
-    return cjson.decode(raw)
+    local c = cjson.decode(raw)
+    c.legacy = true
+    return c
   end
   local e, l, b, bounce, ms, pages, ab, big, ch, dev, cty, v =
     string.match(raw, SK.CONTRIB_PATTERN)
@@ -294,7 +298,7 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   end
   local t = tracked[sid]
   if not t then
-    t = {last = ts, cts = tonumber(st[at + 1]), ceid = st[at + 2], visits = 0}
+    t = {last = ts, cts = tonumber(st[at + 1]), ceid = st[at + 2], visits = 0, others = 0}
     if st[at] then
       -- Ended already: its figures are taken back; it ends again from all its events.
       local c = decode_contrib(st[at])
@@ -317,6 +321,7 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
     t.visits = t.visits + 1
     return
   end
+  t.others = t.others + 1
   local sku = ev[i + R_SKU]
   if sku ~= '' then
     -- stage 1 is add_to_cart; a removal reaches no stage.
@@ -358,15 +363,20 @@ local function flush_tracked(pfx)
       end
     end
     if t.withdrawn then
-      -- Ended by the version before (JSON in SK.CONTRIB): it ends again with figures.
+      -- It ends again with figures (the version before, JSON in SK.CONTRIB, marked none).
       set[#set + 1] = SK.MARK
       set[#set + 1] = SK.ON
     end
     if #set > 0 then
       redis.call('HSET', sk, unpack(set))
     end
-    if t.visits > 0 then
-      redis.call('HINCRBY', sk, SK.VISITS, t.visits)
+    if t.withdrawn and t.withdrawn.legacy then
+      -- The version before counted visits (SK.VISITS); the others follow from the events.
+      local n = redis.call('HMGET', sk, S_COUNT, SK.VISITS)
+      redis.call('HSET', sk, SK.OTHERS, string.format('%d',
+        tonumber(n[1] or '0') - tonumber(n[2] or '0') - t.visits))
+    elseif t.others > 0 then
+      redis.call('HINCRBY', sk, SK.OTHERS, t.others)
     end
     if t.cart then
       call_many('HSET', pfx .. SK.CART .. sid, t.cart)
@@ -440,7 +450,7 @@ local closing = {}
 -- The session ended (its end < the watermark): its figures into the bucket of its end.
 local function close(pfx, tot, sid, score, facts_on, out)
   local sk = pfx .. K_SESSION .. sid
-  local st = redis.call('HMGET', sk, S_SEGMENT, S_COUNT, SK.FIRST, S_STAGE_TIME .. 0, SK.VISITS,
+  local st = redis.call('HMGET', sk, S_SEGMENT, S_COUNT, SK.FIRST, S_STAGE_TIME .. 0, SK.OTHERS,
     S_STAGE_TIME .. 1, SK.ORDERS, SK.CUST, SK.SEEN, SK.CART_FACT, SK.CART_VERSION, SK.MARK)
   if not st[12] then
     -- Kept by an older version (no figures): evicted in time like the others.
@@ -451,7 +461,8 @@ local function close(pfx, tot, sid, score, facts_on, out)
   local ch, dev, cty = string.match(st[1], SEGMENT_PATTERN)
   -- K_SESSIONS scores a session by its last ts.
   local last = tonumber(score)
-  local endt, visits = last + session_timeout, tonumber(st[5] or '0')
+  local endt = last + session_timeout
+  local visits = tonumber(st[2]) - tonumber(st[5] or '0')
   local first = math.min(tonumber(st[3]) or last, tonumber(st[4]) or last)
   local c = {
     e = endt, l = last, b = end_bucket(endt), ch = ch, dev = dev, cty = cty,

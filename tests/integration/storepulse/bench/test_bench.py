@@ -30,6 +30,7 @@ def test_bench_help_lists_the_options() -> None:
         "--exporter-clients",
         "--exporter-seconds",
         "--exporter-only",
+        "--session-pairs",
     ):
         assert option in result.stdout
 
@@ -48,6 +49,8 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
             "1000",
             "--no-trivial-batch",
             "--no-latency-baseline",
+            "--session-pairs",  # one pair: the alternation is tests/unit/storepulse/bench's
+            "1",
             "--latency-multiples",
             "2",
             "--exporter-clients",

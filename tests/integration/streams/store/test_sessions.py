@@ -327,13 +327,15 @@ async def test_an_event_exactly_at_end_extends_the_session(pipe: Pipeline) -> No
 
 @pipeline_test
 async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pipeline) -> None:
-    """That version stored SK.CONTRIB as JSON and marked nothing: the late event withdraws it
-    and it ends again with figures, as if this version had ended it."""
+    """That version stored SK.CONTRIB as JSON, counted visits and marked nothing: the late
+    event withdraws it and it ends again with figures, as if this version had ended it."""
     from streams.store import keys, session_keys
 
     t = T0
     await pipe.feed(
-        event("visit", "b0", "b", t, **SEG), event("visit", "b1", "b", t + 60_000, **SEG)
+        event("visit", "b0", "b", t, **SEG),
+        event("remove_from_cart", "b1r", "b", t + 30_000, sku="A", quantity=1, **SEG),
+        event("visit", "b1", "b", t + 60_000, **SEG),
     )
     await pipe.tick(t + 60_000 + TIMEOUT + 1)
     before = await pipe.kpis(*ALL)
@@ -357,7 +359,9 @@ async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pi
         "v": {},
     }
     await pipe.client.hset(sk, lua["CONTRIB"], json.dumps(old))
-    await pipe.client.hdel(sk, str(lua["MARK"]))
+    # It counted visits where this version counts the other events.
+    await pipe.client.hdel(sk, str(lua["MARK"]), str(lua["OTHERS"]))
+    await pipe.client.hset(sk, str(lua["VISITS"]), 2)
     # Within the allowed lateness: the session has three visits over 2 minutes now.
     await pipe.feed(event("visit", "b2", "b", t + 120_000, **SEG))
     await pipe.tick(t + 120_000 + TIMEOUT + 2)
