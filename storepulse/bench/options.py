@@ -135,6 +135,10 @@ class BenchOptions:
     state_days: int = 30
     # Only the account state measurement (Redis bytes per account, the top-N report's time).
     account_state: bool = False
+    # --session-script: the batch script alone, with and without session figures, this many
+    # alternated runs each (Redis time per event; no broker, no worker).
+    session_script: bool = False
+    script_reps: int = 3
     state_accounts: int = 100_000
     exporter_clients: int = 50
     exporter_seconds: float = 15.0

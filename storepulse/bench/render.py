@@ -126,6 +126,22 @@ def render_table(results: dict[str, Any]) -> str:
     if "account_state_accounts" in results:  # --account-state
         lines = [*_account_state_lines(results), *_target_lines(results)]
         return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])
+    if "session_script_runs" in results:  # --session-script
+        lines = [
+            f"storepulse bench --session-script: {results['events']:,} events, "
+            f"{results['cores']} cores ({results['cpu_model']}), load {results['load_average']}",
+            "",
+            *(
+                f"{r['name']:<24} {r['us_per_event']:>6.2f} µs per event "
+                f"({r['script_seconds']:.2f} s, {r['calls']:,} calls)"
+                for r in results["session_script_runs"]
+            ),
+            "",
+            f"session end detection     {results['session_end_script_us_per_event']:.2f} µs of "
+            f"Redis per event (lowest with {results['session_script_us_per_event']:.2f}, "
+            f"without {results['no_sessions_script_us_per_event']:.2f})",
+        ]
+        return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])
     if "customer_state_customers" in results:  # --customer-state
         lines = [*_customer_state_lines(results), *_target_lines(results)]
         return "\n".join([*lines, f"\nbench took {results['bench_seconds']:.0f} s"])

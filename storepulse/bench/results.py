@@ -156,7 +156,7 @@ def _session_figures(variants: dict[str, Variant]) -> dict[str, Any]:
     }
 
 
-def state_only(bench: Bench, figures: dict[str, Any], target: str) -> dict[str, Any]:
+def state_only(bench: Bench, figures: dict[str, Any], target: str | None) -> dict[str, Any]:
     """A state measurement's run (--customer-state, --account-state): its figures, its target
     and the machine's."""
     assert bench.base is not None
@@ -168,8 +168,15 @@ def state_only(bench: Bench, figures: dict[str, Any], target: str) -> dict[str, 
         **figures,
         "bench_seconds": round(time.monotonic() - bench.started, 1),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "targets": {target: _target(target, figures[target])},
+        "targets": {} if target is None else {target: _target(target, figures[target])},
     }
+
+
+def session_script_only(bench: Bench, figures: dict[str, Any]) -> dict[str, Any]:
+    """`storepulse bench --session-script`: the script's Redis time per event with and without
+    session figures, and the machine's. No target of its own: issue 13's is the worker's
+    throughput (worker_sessions_ratio); this is where its cost is read steadily."""
+    return state_only(bench, figures, None)
 
 
 def customer_state_only(bench: Bench, figures: dict[str, Any]) -> dict[str, Any]:

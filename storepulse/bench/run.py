@@ -28,6 +28,7 @@ from storepulse.bench.results import (
     bench_results,
     customer_state_only,
     exporter_only_results,
+    session_script_only,
     state_only,
 )
 from storepulse.bench.runner import Bench
@@ -37,6 +38,7 @@ from storepulse.bench.serving import (
     running_exporter,
     serve_under_load,
 )
+from storepulse.bench.session_script import session_script_results
 from storepulse.bench.sysinfo import Child
 from streams.kafka import ensure_topics
 from streams.settings import Settings
@@ -52,6 +54,9 @@ async def _run(bench: Bench) -> dict[str, Any]:
     if opts.customer_state:
         figures = await customer_state_results(bench, opts.state_customers, opts.state_days)
         return customer_state_only(bench, figures)
+    if opts.session_script:
+        figures = await session_script_results(bench, opts.script_reps)
+        return session_script_only(bench, figures)
     if opts.account_state:
         figures = await account_state_results(bench, opts.state_accounts, opts.state_days)
         return state_only(bench, figures, "accounts_api_top_30d_s")

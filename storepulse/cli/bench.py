@@ -94,6 +94,8 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         state_customers=args.state_customers,
         state_days=args.state_days,
         account_state=args.account_state,
+        session_script=args.session_script,
+        script_reps=args.script_reps,
         state_accounts=args.state_accounts,
         customer_stage=not args.no_customer_stage,
         exporter_clients=args.exporter_clients,
@@ -195,6 +197,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=3,
         help="runs of the worker with and without session figures, alternated (default 3; "
         "the ratio is the best run of each; ~50 s per extra pair)",
+    )
+    script = bench.add_argument_group("session end detection's Redis time")
+    script.add_argument(
+        "--session-script",
+        action="store_true",
+        help="run only the batch script on the preloaded events, with and without session "
+        "figures, alternated (no broker, no worker: the Redis time per event, which moves "
+        "less with the machine's other load than the worker's rows)",
+    )
+    script.add_argument(
+        "--script-reps",
+        type=count,
+        default=3,
+        help="alternated runs of each with --session-script (default 3; the lowest counts)",
     )
     customers = bench.add_argument_group("the customer stage")
     customers.add_argument(

@@ -287,3 +287,33 @@ def test_account_state_tiny_run_measures_memory_and_the_reports(tmp_path: Path) 
     assert 0 < results["accounts_api_top_30d_s"] <= results["accounts_api_top_30d_max_s"]
     assert set(results["targets"]) == {"accounts_api_top_30d_s"}
     assert not list(tmp_path.glob("storepulse-bench-*"))
+
+
+@pytest.mark.slow
+def test_session_script_tiny_run_is_exact_and_alternated(tmp_path: Path) -> None:
+    output = tmp_path / "script.json"
+    result = subprocess.run(
+        [
+            *(*BENCH, "--session-script", "--events", "3000", "--script-reps", "2"),
+            *("--output", str(output), "--work-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=PROJECT_DIR,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "session end detection" in result.stdout
+    results = json.loads(output.read_text())
+    # Each run was checked against the generator's totals and ended sessions (the bench fails
+    # otherwise); here: alternated, one script call per partition batch in each, the lowest.
+    runs = results["session_script_runs"]
+    assert [r["session_figures"] for r in runs] == [True, False, True, False]
+    assert len({r["calls"] for r in runs}) == 1 and runs[0]["calls"] >= 6
+    with_ = min(r["us_per_event"] for r in runs if r["session_figures"])
+    without = min(r["us_per_event"] for r in runs if not r["session_figures"])
+    assert results["session_script_us_per_event"] == with_ > 0
+    assert results["session_end_script_us_per_event"] == round(with_ - without, 2)
+    assert results["events"] == 3000 and results["targets"] == {}
+    assert results["redis_version"].split(".")[0].isdigit()
+    assert not list(tmp_path.glob("storepulse-bench-*"))
