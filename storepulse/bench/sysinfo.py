@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from storepulse.local.procs import stat_fields
+
 __all__ = [
     "Child",
     "CpuSample",
@@ -24,12 +26,9 @@ _TICK = os.sysconf("SC_CLK_TCK")  # 100 on Linux: /proc CPU times have 10 ms res
 
 def process_cpu_seconds(pid: int) -> float | None:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat; None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = stat_fields(pid)  # from field 3 (state) on: utime is field 14, stime 15
+    if fields is None:
         return None
-    # Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "free_port",
     "http_ready",
     "redis_ready",
+    "stat_fields",
     "tcp_ready",
 ]
 
@@ -103,6 +104,16 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on, or None if the process is gone: the command
+    name before them may hold spaces and parentheses, so they start after its last ")"."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -111,21 +122,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie child still answers kill(0); it is not running.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    fields = stat_fields(pid)
+    return not (fields and fields[0] == "Z")
 
 
 def _start_time(pid: int) -> str | None:
     """When the process started, in clock ticks since boot (/proc/PID/stat field 22)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[19] if len(fields) > 19 else None
+    fields = stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def _cmdline(pid: int) -> list[str]:

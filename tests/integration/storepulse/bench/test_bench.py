@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,19 @@ from storepulse.bench.options import CUSTOMER_KEYS, EXPORTER_KEYS, REQUIRED_KEYS
 from tests.harness import PROJECT_DIR
 
 BENCH = [sys.executable, "-m", "storepulse.cli", "bench"]
+
+
+def run_mode(tmp_path: Path, output: Path, args: list[str], timeout: int) -> dict[str, Any]:
+    """One bench mode run into output (exit 0 required): its stdout and results."""
+    result = subprocess.run(
+        [*BENCH, *args, "--output", str(output), "--work-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_DIR,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return {"stdout": result.stdout, "results": json.loads(output.read_text())}
 
 
 def test_bench_help_lists_the_options() -> None:
@@ -234,20 +248,14 @@ def test_bench_tiny_run_is_exact_and_consistent(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_customer_state_tiny_run_measures_memory_and_the_report(tmp_path: Path) -> None:
-    output = tmp_path / "state.json"
-    result = subprocess.run(
-        [
-            *(*BENCH, "--customer-state", "--state-customers", "600", "--state-days", "4"),
-            *("--output", str(output), "--work-dir", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
+    run = run_mode(
+        tmp_path,
+        tmp_path / "state.json",
+        ["--customer-state", "--state-customers", "600", "--state-days", "4"],
         timeout=180,
-        cwd=PROJECT_DIR,
     )
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Redis bytes per customer" in result.stdout
-    results = json.loads(output.read_text())
+    assert "Redis bytes per customer" in run["stdout"]
+    results = run["results"]
     assert results["customer_state_customers"] == 600
     # Every customer is active on 1 to 3 of the days and orders on the first of them; the
     # daily report (read back from Redis) counts each one new exactly once.
@@ -264,20 +272,14 @@ def test_customer_state_tiny_run_measures_memory_and_the_report(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_account_state_tiny_run_measures_memory_and_the_reports(tmp_path: Path) -> None:
-    output = tmp_path / "accounts.json"
-    result = subprocess.run(
-        [
-            *(*BENCH, "--account-state", "--state-accounts", "300", "--state-days", "3"),
-            *("--output", str(output), "--work-dir", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
+    run = run_mode(
+        tmp_path,
+        tmp_path / "accounts.json",
+        ["--account-state", "--state-accounts", "300", "--state-days", "3"],
         timeout=240,
-        cwd=PROJECT_DIR,
     )
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Redis bytes per account" in result.stdout
-    results = json.loads(output.read_text())
+    assert "Redis bytes per account" in run["stdout"]
+    results = run["results"]
     # The bench checks the report's active accounts, orders and sessions against what it
     # wrote (it fails otherwise); here: that it measured them.
     assert results["account_state_accounts"] == 300
@@ -291,20 +293,14 @@ def test_account_state_tiny_run_measures_memory_and_the_reports(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_session_script_tiny_run_is_exact_and_alternated(tmp_path: Path) -> None:
-    output = tmp_path / "script.json"
-    result = subprocess.run(
-        [
-            *(*BENCH, "--session-script", "--events", "3000", "--script-reps", "2"),
-            *("--output", str(output), "--work-dir", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
+    run = run_mode(
+        tmp_path,
+        tmp_path / "script.json",
+        ["--session-script", "--events", "3000", "--script-reps", "2"],
         timeout=240,
-        cwd=PROJECT_DIR,
     )
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "session end detection" in result.stdout
-    results = json.loads(output.read_text())
+    assert "session end detection" in run["stdout"]
+    results = run["results"]
     # Each run was checked against the generator's totals and ended sessions (the bench fails
     # otherwise); here: alternated, one script call per partition batch in each, the lowest.
     runs = results["session_script_runs"]
