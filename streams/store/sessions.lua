@@ -40,11 +40,61 @@ if sessions_on then
   NEW_SESSION_FIELDS = {SK.MARK, SK.ON}
 end
 
+-- A field of the session hash that holds something: a field emptied ('') is none, as a missing
+-- one (an HSET in the call's one write of the session instead of an HDEL more).
+local function held(v)
+  if v == '' then
+    return nil
+  end
+  return v
+end
+
+-- The parts of a session's segment text (S_SEGMENT), split once per call: {channel, device,
+-- country, the |channel|device field suffix, the country one (g|country), |country}; a table
+-- keyed by it is keyed per segment.
+local segments = {}
+local function segment_of(text)
+  local g = segments[text]
+  if not g then
+    local ch, dev, cty = string.match(text, SEGMENT_PATTERN)
+    g = {ch, dev, cty, SEP .. ch .. SEP .. dev, SK.COUNTRY .. SEP .. cty, SEP .. cty}
+    segments[text] = g
+  end
+  return g
+end
+
 -- Counter increments of the call summed per (key, field) and written once each: the figures
 -- of all sessions ended in a call fall in a few buckets and segments (money is not summed
 -- here: its units are exact strings past 2^53). A field any session touched is written, even
 -- when its sum is 0, so the hashes hold the fields they held with one HINCRBY per session.
+-- A key's fields are read and written in one HMGET and one HSET: ~100 HINCRBY of a bucket cost
+-- ~4 us each here, a field read or write ~0.3 us (docs/benchmarks.md).
 local increments, increment_keys = {}, {}
+-- Integers Lua's numbers (doubles) hold exactly; a field past them is left to HINCRBY.
+local EXACT = 2 ^ 53
+local SUM_CHUNK = 500
+
+-- Adds deltas[j] to the integer in field fields[j] of key, for every j.
+local function add_fields(key, fields, deltas)
+  for from = 1, #fields, SUM_CHUNK do
+    local to = math.min(#fields, from + SUM_CHUNK - 1)
+    local held_now = redis.call('HMGET', key, unpack(fields, from, to))
+    local set = {}
+    for j = from, to do
+      local old = tonumber(held_now[j - from + 1] or '0')
+      local new = old + deltas[j]
+      if math.abs(old) < EXACT and math.abs(new) < EXACT then
+        set[#set + 1] = fields[j]
+        set[#set + 1] = string.format('%d', new)
+      else
+        redis.call('HINCRBY', key, fields[j], string.format('%d', deltas[j]))
+      end
+    end
+    if #set > 0 then
+      redis.call('HSET', key, unpack(set))
+    end
+  end
+end
 
 local function add_to(key, field, n)
   local h = increments[key]
@@ -57,22 +107,48 @@ local function add_to(key, field, n)
 end
 
 -- Sessions' bucket figures summed per (bucket, channel, device) and per (bucket, country):
--- {bucket key, field suffix, then per kind of FIGURE_KINDS its sum and whether it was touched}.
+-- figures[bucket][segment_of() table] = {per kind of FIGURE_KINDS its sum, then whether it was
+-- touched}; summed per field at the end of the call.
 local FIGURE_KINDS = {SK.B_ENDED, SK.B_BOUNCED, SK.B_MS, SK.B_PAGES, SK.B_ABANDONED}
+local N_KINDS = #FIGURE_KINDS
 local figures = {}
 
-local function flush_increments()
-  for _, f in pairs(figures) do
-    for j, kind in ipairs(FIGURE_KINDS) do
-      if f[7 + j] then
-        redis.call('HINCRBY', f[1], kind .. f[2], string.format('%d', f[2 + j]))
+local function flush_increments(pfx)
+  for b, by_segment in pairs(figures) do
+    -- Summed per field suffix first: per channel|device and per country.
+    local sums = {}
+    for g, f in pairs(by_segment) do
+      for at = 4, 5 do
+        local sum = sums[g[at]]
+        if not sum then
+          sum = {0, 0, 0, 0, 0}
+          sums[g[at]] = sum
+        end
+        for j = 1, N_KINDS do
+          if f[N_KINDS + j] then
+            sum[j], sum[N_KINDS + j] = sum[j] + f[j], true
+          end
+        end
       end
     end
+    local fields, deltas = {}, {}
+    for suffix, sum in pairs(sums) do
+      for j = 1, N_KINDS do
+        if sum[N_KINDS + j] then
+          fields[#fields + 1] = FIGURE_KINDS[j] .. suffix
+          deltas[#deltas + 1] = sum[j]
+        end
+      end
+    end
+    add_fields(pfx .. K_BUCKET .. b, fields, deltas)
   end
   for _, key in ipairs(increment_keys) do
+    local fields, deltas = {}, {}
     for field, n in pairs(increments[key]) do
-      redis.call('HINCRBY', key, field, string.format('%d', n))
+      fields[#fields + 1] = field
+      deltas[#deltas + 1] = n
     end
+    add_fields(key, fields, deltas)
   end
   figures, increments, increment_keys = {}, {}, {}
 end
@@ -237,35 +313,39 @@ local function cart_of(ck)
   return values, items, too_large
 end
 
-local function figures_of(at, bk, suffix)
-  local f = figures[at]
+-- Add (sign 1) or take back (-1) a session's figures in the bucket of its end; g is its
+-- segment_of().
+local function contribute(pfx, c, g, sign)
+  local by_seg = figures[c.b]
+  if not by_seg then
+    by_seg = {}
+    figures[c.b] = by_seg
+  end
+  local f = by_seg[g]
   if not f then
-    f = {bk, suffix, 0, 0, 0, 0, 0}
-    figures[at] = f
+    f = {0, 0, 0, 0, 0}
+    by_seg[g] = f
   end
-  return f
-end
-
--- Add (sign 1) or take back (-1) a session's figures in the bucket of its end.
-local function contribute(pfx, c, sign)
-  local bk = pfx .. K_BUCKET .. c.b
-  local seg = SEP .. c.ch .. SEP .. c.dev
-  local cty = SEP .. c.cty
-  local by_seg = figures_of(c.b .. seg, bk, seg)
-  local by_cty = figures_of(c.b .. SK.COUNTRY .. cty, bk, SK.COUNTRY .. cty)
-  local values = {1, c.bounce, c.ms, c.pages, c.ab}
-  for j = 1, 5 do
-    local n = values[j]
-    if n ~= 0 then
-      by_seg[2 + j], by_seg[7 + j] = by_seg[2 + j] + n * sign, true
-      by_cty[2 + j], by_cty[7 + j] = by_cty[2 + j] + n * sign, true
-    end
+  -- Every session counts in ended; the other kinds only where not 0 (the fields they touch).
+  f[1], f[N_KINDS + 1] = f[1] + sign, true
+  if c.bounce ~= 0 then
+    f[2], f[N_KINDS + 2] = f[2] + c.bounce * sign, true
   end
-  if c.ab == 1 and not c.big then
-    for cur, units in pairs(c.v) do
-      local by = signed(units, sign)
-      redis.call('HINCRBY', bk, SK.B_VALUE .. SEP .. cur .. seg, by)
-      redis.call('HINCRBY', bk, SK.B_VALUE .. SK.COUNTRY .. SEP .. cur .. cty, by)
+  if c.ms ~= 0 then
+    f[3], f[N_KINDS + 3] = f[3] + c.ms * sign, true
+  end
+  if c.pages ~= 0 then
+    f[4], f[N_KINDS + 4] = f[4] + c.pages * sign, true
+  end
+  if c.ab ~= 0 then
+    f[5], f[N_KINDS + 5] = f[5] + c.ab * sign, true
+    if not c.big then
+      local bk = pfx .. K_BUCKET .. c.b
+      for cur, units in pairs(c.v) do
+        local by = signed(units, sign)
+        redis.call('HINCRBY', bk, SK.B_VALUE .. SEP .. cur .. g[4], by)
+        redis.call('HINCRBY', bk, SK.B_VALUE .. SK.COUNTRY .. SEP .. cur .. g[6], by)
+      end
     end
   end
 end
@@ -299,10 +379,10 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   local t = tracked[sid]
   if not t then
     t = {last = ts, cts = tonumber(st[at + 1]), ceid = st[at + 2], visits = 0, others = 0}
-    if st[at] then
+    if held(st[at]) then
       -- Ended already: its figures are taken back; it ends again from all its events.
       local c = decode_contrib(st[at])
-      contribute(pfx, c, -1)
+      contribute(pfx, c, segment_of(st[1]), -1)
       end_bucket(c.e)
       t.withdrawn = c
       reopened[sid] = true
@@ -343,8 +423,8 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   end
 end
 
--- The batch's sessions written back before end_sessions() reads them: at most one HSET and
--- one HINCRBY of the session, one HSET of its cart, and one ZADD GT of all their ends.
+-- The batch's sessions written back before end_sessions() reads them: at most one HSET of
+-- the session, one HSET of its cart, and one ZADD GT of all their ends.
 local function flush_tracked(pfx)
   local ends, carts_gone, details_gone = {}, {}, {}
   for _, sid in ipairs(tracked_order) do
@@ -366,16 +446,19 @@ local function flush_tracked(pfx)
       -- It ends again with figures (the version before, JSON in SK.CONTRIB, marked none).
       set[#set + 1] = SK.MARK
       set[#set + 1] = SK.ON
-    end
-    if #set > 0 then
-      redis.call('HSET', sk, unpack(set))
+      set[#set + 1] = SK.CONTRIB
+      set[#set + 1] = ''
     end
     if t.withdrawn and t.withdrawn.legacy then
       -- The version before counted visits (SK.VISITS); the others follow from the events.
       local n = redis.call('HMGET', sk, S_COUNT, SK.VISITS)
-      redis.call('HSET', sk, SK.OTHERS, string.format('%d',
-        tonumber(n[1] or '0') - tonumber(n[2] or '0') - t.visits))
-    elseif t.others > 0 then
+      set[#set + 1] = SK.OTHERS
+      set[#set + 1] = string.format('%d', tonumber(n[1] or '0') - tonumber(n[2] or '0') - t.visits)
+    end
+    if #set > 0 then
+      redis.call('HSET', sk, unpack(set))
+    end
+    if t.others > 0 and not (t.withdrawn and t.withdrawn.legacy) then
       redis.call('HINCRBY', sk, SK.OTHERS, t.others)
     end
     if t.cart then
@@ -383,7 +466,6 @@ local function flush_tracked(pfx)
     end
     local last = t.last
     if t.withdrawn then
-      redis.call('HDEL', sk, SK.CONTRIB)
       if t.withdrawn.ab == 1 then
         details_gone[#details_gone + 1] = sid
         carts_gone[#carts_gone + 1] = sid
@@ -401,13 +483,14 @@ local function flush_tracked(pfx)
 end
 
 -- The cart fact the customer stage should hold for the session (nil: none), given the last
--- one emitted (JSON or nil) and how many it emitted (the version): a change emits facts with
--- the next versions (deterministic from the session's hash) and adds the fields to write to
--- set. Returns true when the last fact's field must go.
+-- one emitted (JSON, or nil or '' for none) and how many it emitted (the version): a change
+-- emits facts with the next versions (deterministic from the session's hash) and adds the
+-- fields to write to set.
 local function cart_facts(sid, wanted, last, version, out, set)
+  last = held(last)
   local want = wanted and cjson.encode(wanted) or false
   if (last or false) == want then
-    return false
+    return
   end
   local v = tonumber(version or '0')
   local old = last and cjson.decode(last)
@@ -422,12 +505,11 @@ local function cart_facts(sid, wanted, last, version, out, set)
     out[#out + 1] = cjson.encode(
       {FACT_CART, wanted[1], sid, string.format('%d', v), wanted[2], wanted[3], wanted[4],
        wanted[5]})
-    set[#set + 1] = SK.CART_FACT
-    set[#set + 1] = want
   end
+  set[#set + 1] = SK.CART_FACT
+  set[#set + 1] = want or ''
   set[#set + 1] = SK.CART_VERSION
   set[#set + 1] = string.format('%d', v)
-  return not wanted
 end
 
 local DURATION_BOUNDS_MS = {}
@@ -444,21 +526,32 @@ local function duration_bin(ms)
   return #DURATION_BOUNDS_MS
 end
 
+-- The totals' field of each duration bin (from 0, as duration_bin counts).
+local DURATION_FIELDS = {}
+for k = 0, #DURATION_BOUNDS_MS do
+  DURATION_FIELDS[k] = SK.T_DURATION .. SEP .. string.format('%d', k)
+end
+
 -- What close() writes for all the sessions ended in a call, in one call per key.
 local closing = {}
+-- An empty table no one writes to (a table is ~1 us to make here).
+local NONE = {}
 
 -- The session ended (its end < the watermark): its figures into the bucket of its end.
 local function close(pfx, tot, sid, score, facts_on, out)
   local sk = pfx .. K_SESSION .. sid
+  -- A field read is ~0.5 us here: the cart's customer and its fact's version are read only for
+  -- a cart that is abandoned now or had a fact.
   local st = redis.call('HMGET', sk, S_SEGMENT, S_COUNT, SK.FIRST, S_STAGE_TIME .. 0, SK.OTHERS,
-    S_STAGE_TIME .. 1, SK.ORDERS, SK.CUST, SK.SEEN, SK.CART_FACT, SK.CART_VERSION, SK.MARK)
-  if not st[12] then
+    S_STAGE_TIME .. 1, SK.ORDERS, SK.SEEN, SK.CART_FACT, SK.MARK)
+  if not st[10] then
     -- Kept by an older version (no figures): evicted in time like the others.
     closing.ended[#closing.ended + 1] = score
     closing.ended[#closing.ended + 1] = sid
     return
   end
-  local ch, dev, cty = string.match(st[1], SEGMENT_PATTERN)
+  local g = segment_of(st[1])
+  local ch, dev, cty = g[1], g[2], g[3]
   -- K_SESSIONS scores a session by its last ts.
   local last = tonumber(score)
   local endt = last + session_timeout
@@ -468,24 +561,24 @@ local function close(pfx, tot, sid, score, facts_on, out)
     e = endt, l = last, b = end_bucket(endt), ch = ch, dev = dev, cty = cty,
     bounce = (tonumber(st[2]) == 1 and visits == 1) and 1 or 0,
     ms = last - first, pages = visits,
-    ab = (st[6] and tonumber(st[7] or '0') == 0) and 1 or 0, v = {},
+    ab = (st[6] and tonumber(st[7] or '0') == 0) and 1 or 0, v = NONE,
   }
   local items = {}
   if c.ab == 1 then
     c.v, items, c.big = cart_of(pfx .. SK.CART .. sid)
   end
-  contribute(pfx, c, 1)
+  contribute(pfx, c, g, 1)
   local endt_text = string.format('%d', endt)
   closing.ended[#closing.ended + 1] = endt_text
   closing.ended[#closing.ended + 1] = sid
   -- Cumulative counters: once, when first seen (they never move).
-  local seen = st[9] or ''
+  local seen = st[8] or ''
   local seen0 = seen
-  local seg = SEP .. ch .. SEP .. dev
+  local seg = g[4]
   if not string.find(seen, SK.SEEN_ENDED, 1, true) then
     seen = seen .. SK.SEEN_ENDED
     add_to(tot, SK.T_ENDED .. seg, 1)
-    add_to(tot, SK.T_DURATION .. SEP .. duration_bin(c.ms), 1)
+    add_to(tot, DURATION_FIELDS[duration_bin(c.ms)], 1)
     add_to(tot, SK.T_DURATION_SUM, c.ms)
   end
   if c.bounce == 1 and not string.find(seen, SK.SEEN_BOUNCED, 1, true) then
@@ -508,9 +601,12 @@ local function close(pfx, tot, sid, score, facts_on, out)
     set[#set + 1] = SK.SEEN
     set[#set + 1] = seen
   end
-  local wanted = nil
+  local wanted, cart = nil, NONE
+  if c.ab == 1 or held(st[9]) then
+    cart = redis.call('HMGET', sk, SK.CUST, SK.CART_VERSION)
+  end
   if c.ab == 1 then
-    local who = st[8] and cjson.decode(st[8])
+    local who = held(cart[1]) and cjson.decode(cart[1])
     local cust = who or {'', '', ''}
     closing.details[#closing.details + 1] = sid
     closing.details[#closing.details + 1] = cjson.encode({
@@ -521,8 +617,8 @@ local function close(pfx, tot, sid, score, facts_on, out)
       wanted = {who[1], endt_text, ch, dev, cty}
     end
   end
-  if facts_on and cart_facts(sid, wanted, st[10], st[11], out, set) then
-    redis.call('HDEL', sk, SK.CART_FACT)
+  if facts_on then
+    cart_facts(sid, wanted, st[9], cart[2], out, set)
   end
   redis.call('HSET', sk, unpack(set))
 end
@@ -568,9 +664,7 @@ local function end_sessions(pfx, tot, facts_on)
         local sk = pfx .. K_SESSION .. sid
         local st = redis.call('HMGET', sk, SK.CART_FACT, SK.CART_VERSION)
         local set = {}
-        if cart_facts(sid, nil, st[1], st[2], out, set) then
-          redis.call('HDEL', sk, SK.CART_FACT)
-        end
+        cart_facts(sid, nil, st[1], st[2], out, set)
         if #set > 0 then
           redis.call('HSET', sk, unpack(set))
         end
@@ -604,7 +698,7 @@ local function end_sessions(pfx, tot, facts_on)
     SK.EVICT_LIMIT)
   call_many('ZREM', listed, expired)
   call_many('HDEL', pfx .. SK.DETAILS, expired)
-  flush_increments()
+  flush_increments(pfx)
   local bz = pfx .. K_BUCKETS
   for b, _ in pairs(session_buckets) do
     redis.call('ZADD', bz, 'NX', b, b)
