@@ -371,6 +371,22 @@ async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pi
 
 
 @pipeline_test
+async def test_a_counter_past_what_lua_numbers_hold_stays_exact(pipe: Pipeline) -> None:
+    """A call sums the increments of each counter field in Lua (doubles, exact below 2^53) and
+    writes the field with one HSET; a field at or past 2^53 is left to Redis's HINCRBY."""
+    from streams.store import keys
+    from streams.store import session_keys as sk
+
+    big = 2**53 + 1  # a double rounds it to 2^53
+    totals = keys.partition_prefix(pipe.s.topic, partition_of("a")) + keys.TOTALS
+    await pipe.client.hset(totals, sk.TOTAL_DURATION_SUM, str(big))
+    await pipe.feed(event("visit", "a0", "a", T0, **SEG), event("visit", "a1", "a", T0 + 5_000))
+    await pipe.tick(T0 + 5_000 + TIMEOUT + 1)
+    assert (await pipe.kpis(*ALL))["ended_sessions"] == 1
+    assert int(await pipe.client.hget(totals, sk.TOTAL_DURATION_SUM)) == big + 5_000
+
+
+@pipeline_test
 async def test_a_purchase_after_the_cart_was_counted_abandoned(pipe: Pipeline) -> None:
     who = {"user_id": "u-9", **SEG}
     await pipe.feed(
