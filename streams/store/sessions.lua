@@ -449,7 +449,8 @@ local function flush_tracked(pfx)
       set[#set + 1] = SK.CONTRIB
       set[#set + 1] = ''
     end
-    if t.withdrawn and t.withdrawn.legacy then
+    local legacy = t.withdrawn and t.withdrawn.legacy
+    if legacy then
       -- The version before counted visits (SK.VISITS); the others follow from the events.
       local n = redis.call('HMGET', sk, S_COUNT, SK.VISITS)
       set[#set + 1] = SK.OTHERS
@@ -458,7 +459,7 @@ local function flush_tracked(pfx)
     if #set > 0 then
       redis.call('HSET', sk, unpack(set))
     end
-    if t.others > 0 and not (t.withdrawn and t.withdrawn.legacy) then
+    if t.others > 0 and not legacy then
       redis.call('HINCRBY', sk, SK.OTHERS, t.others)
     end
     if t.cart then
