@@ -148,7 +148,8 @@ while i + RECORD_WIDTH - 1 <= last do
       unpack(tracked[sid] and t_fields or t_track_fields))
     local ch, dev, cty
     if state[1] then
-      ch, dev, cty = string.match(state[1], SEGMENT_PATTERN)
+      local g = segment_of(state[1])  -- sessions.lua: split once per call
+      ch, dev, cty = g[1], g[2], g[3]
     else
       -- Segments come from the session's first accepted event.
       ch, dev, cty = ev[i + R_CHANNEL], ev[i + R_DEVICE], ev[i + R_COUNTRY]

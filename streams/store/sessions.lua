@@ -49,7 +49,8 @@ local function held(v)
   return v
 end
 
--- The parts of a session's segment text (S_SEGMENT), split once per call: {channel, device,
+-- The parts of a session's segment text (S_SEGMENT), split once per call (the funnel's events
+-- and the sessions' figures): {channel, device,
 -- country, the |channel|device field suffix, the country one (g|country), |country}; a table
 -- keyed by it is keyed per segment.
 local segments = {}
