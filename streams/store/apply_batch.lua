@@ -70,7 +70,7 @@ local limits = {}
 for _, sid in ipairs(order) do
   local ids = batch_sessions[sid]
   local sk = pfx .. K_SESSION .. sid
-  local held = tonumber(redis.call('HGET', sk, S_COUNT) or '0')
+  local held = held_count(sid, sk)  -- sessions.lua
   if held + #ids > cap then
     local seen, known, new = {}, {}, 0
     for _, eid in ipairs(ids) do
@@ -141,7 +141,7 @@ while i + RECORD_WIDTH - 1 <= last do
     dups = dups + 1
   else
     accepted = accepted + 1
-    redis.call('HINCRBY', sk, S_COUNT, 1)
+    count_event(sk)
     redis.call('HINCRBY', tot, T_EVENTS .. SEP .. etype, 1)
     -- The first event of a session in the batch reads what track() needs too.
     local state = redis.call('HMGET', sk, S_SEGMENT,

@@ -111,13 +111,22 @@ SESSION_LUA: dict[str, str | int] = {
     "CUST_EID": "ue",
     "CUST": "u",  # JSON [customer, account_id, user_id] of that event
     "CONTRIB": "c",  # what the session contributed to the bucket of its end: CONTRIB_FORMAT
-    # Its end, last ts, bucket, bounce, ms, pages, abandoned, too large, channel, device,
-    # country, then an abandoned cart's JSON value by currency. Tab-separated as the segment
-    # is (no label holds a tab): a JSON encode was 4 us of the ~20 a session's end costs. The
-    # version before stored JSON (JSON_OPEN).
-    "CONTRIB_FORMAT": "\t".join(["%d", "%d", "%s"] + ["%d"] * 5 + ["%s"] * 4),
+    # Its last ts, bucket, bounce, ms, pages, abandoned, too large; tab-separated as the
+    # segment is (a JSON encode was 4 us of the ~20 a session's end costs). 47 bytes at most
+    # for sessions of a year: Redis keeps a hash as a listpack only while every value is at
+    # most hash-max-listpack-value (64) bytes, and the 80 bytes of the layout before
+    # (CONTRIB_WIDE_PATTERN) turned every ended session's hash into a hash table, +8 % of the
+    # worker's Redis instructions (docs/benchmarks.md). The end is last + the timeout, the
+    # segment the session's own.
+    "CONTRIB_FORMAT": "\t".join(["%d", "%s"] + ["%d"] * 5),
     "CONTRIB_PATTERN": "^"
-    + "\t".join(["(%d+)"] * 3 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"] + ["([^\t]*)"] * 3)
+    + "\t".join(["(%d+)"] * 2 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"])
+    + "$",
+    "CONTRIB_VALUE": "cv",  # an abandoned cart's value by currency (JSON), when it was summed
+    # The layout of the version before: its end first, then the above, the segment and the
+    # value's JSON in the same field. The one before that stored JSON (JSON_OPEN).
+    "CONTRIB_WIDE_PATTERN": "^"
+    + "\t".join(["(%d+)"] * 3 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"] + ["[^\t]*"] * 3)
     + "\t(.*)$",
     "JSON_OPEN": "{",
     "ON": "1",

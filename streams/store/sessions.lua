@@ -3,16 +3,17 @@
 -- Names come from the header (K_*, S_*, R_*, A_*, T_*) and from the table SK that
 -- streams/store/session_keys.py renders: this file spells none itself.
 --
--- Per accepted event, track() keeps what the session's figures are computed from: the events
--- that are not visits (visits = the funnel's event count - those; nearly every batch of a
--- session has a visit, few have another event: one HINCRBY per session and batch less), the
--- latest event with a customer by (ts, event_id), the cart's add and remove events, and the
--- session in K_SESSIONS scored by its last ts (ZADD GT; it ends when last + the timeout <
--- the watermark). Its first ts is the funnel's first stage time (every event but a removal
--- reaches stage 0) or an earlier removal's (SK.FIRST). A Redis call from Lua costs 1-4 us here, a JSON
--- encode 4 us, a field read 0.3 us (docs/benchmarks.md): so track() reads a session once per
--- batch, in the funnel's own HMGET (TRACK_FIELDS), and flush_tracked() writes it once per batch
--- (a count, a min, a max and a latest: the same in any order), one ZADD for all of them.
+-- Per accepted event, track() keeps what the session's figures are computed from: its event
+-- count (S_COUNT, the funnel's) and the events that are not visits (visits = the count - those;
+-- few batches of a session have another event), the latest event with a customer by (ts,
+-- event_id), the cart's add and remove events, and the session in K_SESSIONS scored by its
+-- last ts (ZADD GT; it ends when last + the timeout < the watermark). Its first ts is the
+-- funnel's first stage time (every event but a removal reaches stage 0) or an earlier
+-- removal's (SK.FIRST). A Redis call from Lua costs 1-4 us here, a JSON encode 4 us, a field
+-- read 0.3 us (docs/benchmarks.md): so track() reads a session once per batch, in the funnel's
+-- own HMGET (TRACK_FIELDS) and the cap's (held_count), and flush_tracked() writes it once per
+-- batch (counts, a min, a max and a latest: the same in any order), one HSET per session and
+-- one ZADD for all of them.
 -- After the batch, end_sessions() pops the sessions whose end < the new watermark (a range
 -- read of K_SESSIONS: no timer, no scan of the other sessions), computes their figures from
 -- that state, adds them to the bucket of end (summed per segment over the call first) and
@@ -47,6 +48,30 @@ local function held(v)
     return nil
   end
   return v
+end
+
+-- An empty table no one writes to (a table is ~1 us to make here).
+local NONE = {}
+
+-- Each session's event count (S_COUNT) and other events (SK.OTHERS) before the batch, read by
+-- the session cap's check: with figures, flush_tracked() writes both once per session and
+-- batch instead of an HINCRBY per event (-1,200 instructions per event of ~144,000 here).
+local counts_before = {}
+local function held_count(sid, sk)
+  if not sessions_on then
+    return tonumber(redis.call('HGET', sk, S_COUNT) or '0')
+  end
+  local n = redis.call('HMGET', sk, S_COUNT, SK.OTHERS)
+  local c = {tonumber(n[1] or '0'), tonumber(n[2] or '0')}
+  counts_before[sid] = c
+  return c[1]
+end
+
+-- The funnel's count of an accepted event (figures on: flush_tracked() writes it).
+local function count_event(sk)
+  if not sessions_on then
+    redis.call('HINCRBY', sk, S_COUNT, 1)
+  end
 end
 
 -- The parts of a session's segment text (S_SEGMENT), split once per call (the funnel's events
@@ -351,23 +376,37 @@ local function contribute(pfx, c, g, sign)
   end
 end
 
--- SK.CONTRIB: what a session contributed (session_keys.py has the format).
+-- SK.CONTRIB: what a session contributed (session_keys.py has the format); an abandoned cart's
+-- value goes to SK.CONTRIB_VALUE (close()).
 local function encode_contrib(c)
-  return string.format(SK.CONTRIB_FORMAT, c.e, c.l, c.b, c.bounce, c.ms, c.pages, c.ab,
-    c.big and 1 or 0, c.ch, c.dev, c.cty, c.ab == 1 and cjson.encode(c.v) or '')
+  return string.format(SK.CONTRIB_FORMAT, c.l, c.b, c.bounce, c.ms, c.pages, c.ab,
+    c.big and 1 or 0)
 end
 
-local function decode_contrib(raw)
+-- Reads the contribution of the session at sk from its SK.CONTRIB text raw, in any of the three
+-- layouts: this version's (the value read only for an abandoned cart), the wide one of the
+-- version before, and the JSON of the one before that.
+local function decode_contrib(raw, sk)
+  local l, b, bounce, ms, pages, ab, big = string.match(raw, SK.CONTRIB_PATTERN)
+  local c
+  if l then
+    c = {l = tonumber(l), b = b, bounce = tonumber(bounce), ms = tonumber(ms),
+      pages = tonumber(pages), ab = tonumber(ab), big = big == SK.ON, v = NONE}
+    if c.ab == 1 and not c.big then
+      c.v = cjson.decode(redis.call('HGET', sk, SK.CONTRIB_VALUE))
+    end
+    return c
+  end
   if string.sub(raw, 1, 1) == SK.JSON_OPEN then
-    local c = cjson.decode(raw)
+    c = cjson.decode(raw)
     c.legacy = true
     return c
   end
-  local e, l, b, bounce, ms, pages, ab, big, ch, dev, cty, v =
-    string.match(raw, SK.CONTRIB_PATTERN)
+  local e, v
+  e, l, b, bounce, ms, pages, ab, big, v = string.match(raw, SK.CONTRIB_WIDE_PATTERN)
   return {e = tonumber(e), l = tonumber(l), b = b, bounce = tonumber(bounce), ms = tonumber(ms),
-    pages = tonumber(pages), ab = tonumber(ab), big = big == SK.ON, ch = ch, dev = dev, cty = cty,
-    v = v ~= '' and cjson.decode(v) or {}}
+    pages = tonumber(pages), ab = tonumber(ab), big = big == SK.ON,
+    v = v ~= '' and cjson.decode(v) or NONE}
 end
 
 -- A new accepted event of the session (the funnel counted it already). st is the funnel's
@@ -379,19 +418,20 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   end
   local t = tracked[sid]
   if not t then
-    t = {last = ts, cts = tonumber(st[at + 1]), ceid = st[at + 2], visits = 0, others = 0}
+    t = {last = ts, last_text = ev[i + R_TS_MS], cts = tonumber(st[at + 1]), ceid = st[at + 2],
+      visits = 0, others = 0}
     if held(st[at]) then
       -- Ended already: its figures are taken back; it ends again from all its events.
-      local c = decode_contrib(st[at])
+      local c = decode_contrib(st[at], pfx .. K_SESSION .. sid)
       contribute(pfx, c, segment_of(st[1]), -1)
-      end_bucket(c.e)
+      session_buckets[c.b] = true
       t.withdrawn = c
       reopened[sid] = true
     end
     tracked[sid] = t
     tracked_order[#tracked_order + 1] = sid
   elseif ts > t.last then
-    t.last = ts
+    t.last, t.last_text = ts, ev[i + R_TS_MS]
   end
   local cust, eid = ev[i + R_CUSTOMER], ev[i + R_EVENT_ID]
   if cust ~= '' and (not t.cts or ts > t.cts or (ts == t.cts and bytes_before(t.ceid, eid))) then
@@ -450,30 +490,31 @@ local function flush_tracked(pfx)
       set[#set + 1] = SK.CONTRIB
       set[#set + 1] = ''
     end
-    local legacy = t.withdrawn and t.withdrawn.legacy
-    if legacy then
+    local n = counts_before[sid]
+    set[#set + 1] = S_COUNT
+    set[#set + 1] = string.format('%d', n[1] + t.visits + t.others)
+    if t.withdrawn and t.withdrawn.legacy then
       -- The version before counted visits (SK.VISITS); the others follow from the events.
-      local n = redis.call('HMGET', sk, S_COUNT, SK.VISITS)
       set[#set + 1] = SK.OTHERS
-      set[#set + 1] = string.format('%d', tonumber(n[1] or '0') - tonumber(n[2] or '0') - t.visits)
+      set[#set + 1] = string.format('%d',
+        n[1] - tonumber(redis.call('HGET', sk, SK.VISITS) or '0') + t.others)
+    elseif t.others > 0 then
+      set[#set + 1] = SK.OTHERS
+      set[#set + 1] = string.format('%d', n[2] + t.others)
     end
-    if #set > 0 then
-      redis.call('HSET', sk, unpack(set))
-    end
-    if t.others > 0 and not legacy then
-      redis.call('HINCRBY', sk, SK.OTHERS, t.others)
-    end
+    redis.call('HSET', sk, unpack(set))
     if t.cart then
       call_many('HSET', pfx .. SK.CART .. sid, t.cart)
     end
-    local last = t.last
+    local last = t.last_text
     if t.withdrawn then
       if t.withdrawn.ab == 1 then
         details_gone[#details_gone + 1] = sid
         carts_gone[#carts_gone + 1] = sid
       end
       -- Not in K_SESSIONS since it ended: its last ts is the later of the old and the new.
-      last = math.max(last, t.withdrawn.l or (t.withdrawn.e - session_timeout))
+      last = string.format('%d',
+        math.max(t.last, t.withdrawn.l or (t.withdrawn.e - session_timeout)))
     end
     ends[#ends + 1] = last
     ends[#ends + 1] = sid
@@ -481,7 +522,7 @@ local function flush_tracked(pfx)
   call_many('HDEL', pfx .. SK.DETAILS, details_gone)
   call_many('ZREM', pfx .. SK.CARTS, carts_gone)
   call_many('ZADD', pfx .. K_SESSIONS, ends, 'GT')
-  tracked, tracked_order = {}, {}
+  tracked, tracked_order, counts_before = {}, {}, {}
 end
 
 -- The cart fact the customer stage should hold for the session (nil: none), given the last
@@ -536,8 +577,6 @@ end
 
 -- What close() writes for all the sessions ended in a call, in one call per key.
 local closing = {}
--- An empty table no one writes to (a table is ~1 us to make here).
-local NONE = {}
 
 -- The session ended (its end < the watermark): its figures into the bucket of its end.
 local function close(pfx, tot, sid, score, facts_on, out)
@@ -560,7 +599,7 @@ local function close(pfx, tot, sid, score, facts_on, out)
   local visits = tonumber(st[2]) - tonumber(st[5] or '0')
   local first = math.min(tonumber(st[3]) or last, tonumber(st[4]) or last)
   local c = {
-    e = endt, l = last, b = end_bucket(endt), ch = ch, dev = dev, cty = cty,
+    l = last, b = end_bucket(endt),
     bounce = (tonumber(st[2]) == 1 and visits == 1) and 1 or 0,
     ms = last - first, pages = visits,
     ab = (st[6] and tonumber(st[7] or '0') == 0) and 1 or 0, v = NONE,
@@ -599,6 +638,10 @@ local function close(pfx, tot, sid, score, facts_on, out)
     end
   end
   local set = {SK.CONTRIB, encode_contrib(c)}
+  if c.ab == 1 and not c.big then
+    set[#set + 1] = SK.CONTRIB_VALUE
+    set[#set + 1] = cjson.encode(c.v)
+  end
   if seen ~= seen0 then
     set[#set + 1] = SK.SEEN
     set[#set + 1] = seen

@@ -326,7 +326,7 @@ async def test_an_event_exactly_at_end_extends_the_session(pipe: Pipeline) -> No
 
 
 @pipeline_test
-async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pipeline) -> None:
+async def test_a_session_ended_two_versions_before_takes_a_late_event(pipe: Pipeline) -> None:
     """That version stored SK.CONTRIB as JSON, counted visits and marked nothing: the late
     event withdraws it and it ends again with figures, as if this version had ended it."""
     from streams.store import keys, session_keys
@@ -343,19 +343,21 @@ async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pi
     sk = pipe.funnel.prefix(partition_of("b")) + keys.SESSION_PREFIX + "b"
     lua = session_keys.SESSION_LUA
     raw = (await pipe.client.hget(sk, lua["CONTRIB"])).decode()
-    e, last, b, bounce, ms, pages, ab, big, ch, dev, cty, value = raw.split("\t")
-    assert (big, value) == ("0", "")  # not abandoned: no value
-    assert (int(e), int(last), int(ms)) == (t + 60_000 + TIMEOUT, t + 60_000, 60_000)
+    # Short enough for Redis to keep the hash a listpack (hash-max-listpack-value 64).
+    assert len(raw) <= 64 and await pipe.client.object("encoding", sk) == b"listpack"
+    end = t + 60_000 + TIMEOUT
+    bucket = str(end // 60_000 * 60)
+    assert raw.split("\t") == [str(t + 60_000), bucket, "0", "60000", "2", "0", "0"]
     old = {
-        "e": int(e),
-        "b": b,
-        "ch": ch,
-        "dev": dev,
-        "cty": cty,
-        "bounce": int(bounce),
-        "ms": int(ms),
-        "pages": int(pages),
-        "ab": int(ab),
+        "e": end,
+        "b": bucket,
+        "ch": SEG["channel"],
+        "dev": SEG["device"],
+        "cty": "US",
+        "bounce": 0,
+        "ms": 60_000,
+        "pages": 2,
+        "ab": 0,
         "v": {},
     }
     await pipe.client.hset(sk, lua["CONTRIB"], json.dumps(old))
@@ -368,6 +370,40 @@ async def test_a_session_ended_by_the_version_before_takes_a_late_event(pipe: Pi
     got = await pipe.kpis(*ALL)
     assert (got["ended_sessions"], got["pages_per_session"]) == (1, 3.0)
     assert got["average_session_seconds"] == 120.0
+
+
+@pipeline_test
+async def test_an_abandoned_cart_ended_by_the_version_before_takes_a_late_event(
+    pipe: Pipeline,
+) -> None:
+    """The version before wrote its end, the segment and the cart's value into SK.CONTRIB (80
+    bytes): a late purchase takes that value back from the bucket it was added to."""
+    from streams.store import keys, session_keys
+
+    t = T0
+    who = {"user_id": "u-7", **SEG}
+    await pipe.feed(
+        event("visit", "w0", "w", t, **who),
+        event("add_to_cart", "w1", "w", t + 1_000, sku="A", quantity=3, unit_price="2.50", **who),
+    )
+    await pipe.tick(t + 3 * TIMEOUT)  # the late purchase's end is below it too
+    got = await pipe.kpis(*ALL)
+    assert (got["abandoned_carts"], got["abandoned_value"]) == (1, "7.50")
+    sk = pipe.funnel.prefix(partition_of("w")) + keys.SESSION_PREFIX + "w"
+    lua = session_keys.SESSION_LUA
+    last, bucket, bounce, ms, pages, ab, big = (
+        (await pipe.client.hget(sk, lua["CONTRIB"])).decode().split("\t")
+    )
+    value = (await pipe.client.hget(sk, lua["CONTRIB_VALUE"])).decode()
+    assert (ab, big, json.loads(value)) == ("1", "0", {"EUR": "75000"})
+    end = str(int(last) + TIMEOUT)
+    wide = [end, last, bucket, bounce, ms, pages, ab, big, "email", "mobile", "US", value]
+    await pipe.client.hset(sk, lua["CONTRIB"], "\t".join(wide))
+    await pipe.client.hdel(sk, str(lua["CONTRIB_VALUE"]))
+    await pipe.feed(event("purchase", "w2", "w", t + 2_000, revenue="7.50", **who))
+    got = await pipe.kpis(*ALL)
+    assert (got["ended_sessions"], got["abandoned_carts"], got["abandoned_value"]) == (1, 0, "0.00")
+    assert got["abandoned_value_by_currency"] == {}
 
 
 @pipeline_test
