@@ -235,7 +235,7 @@ for day, _ in pairs(anon_days) do
 end
 
 -- Sessions the new watermark ended (sessions.lua), and their cart facts.
-local cart_out = end_sessions(pfx, tot, facts_on)
+local cart_out = end_sessions(pfx, facts_on)
 for j = 1, #cart_out do
   facts[#facts + 1] = cart_out[j]
 end
@@ -272,7 +272,7 @@ end
 local bucket_horizon = '(' .. ARGV[A_BUCKET_HORIZON_S]
 local old_buckets = redis.call('ZRANGEBYSCORE', bz, '-inf', bucket_horizon, 'LIMIT', 0, 200)
 for _, b in ipairs(old_buckets) do
-  redis.call('DEL', pfx .. K_BUCKET .. b)
+  redis.call('DEL', pfx .. K_BUCKET .. b, pfx .. SK.BUCKET .. b)  -- SK: sessions.lua
   redis.call('ZREM', bz, b)
 end
 local anon_horizon = '(' .. ARGV[A_ANON_HORIZON_S]

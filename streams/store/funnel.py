@@ -289,10 +289,12 @@ class FunnelStore:
         return sorted(int(p) for p in await self.client.smembers(self.partitions_key))
 
     async def totals(self, partitions: Sequence[int]) -> dict[str, int]:
-        """The cumulative counters, summed over partitions."""
+        """The cumulative counters, summed over partitions (the funnel's and the ended
+        sessions', session_keys.ENDED_TOTALS)."""
         async with self.client.pipeline(transaction=False) as pipe:
             for p in partitions:
                 pipe.hgetall(self.prefix(p) + keys.TOTALS)
+                pipe.hgetall(self.prefix(p) + session_keys.ENDED_TOTALS)
             rows = await pipe.execute()
         sums = BucketSums()
         for row in rows:
@@ -324,7 +326,9 @@ class FunnelStore:
     async def _bucket_hashes(
         self, from_s: int, to_s: int, partitions: Sequence[int] | None
     ) -> list[tuple[int, Mapping[bytes, bytes]]]:
-        """(bucket start, hash) of every bucket b with from_s <= b < to_s on every partition."""
+        """(bucket start, hash) of every bucket b with from_s <= b < to_s on every partition:
+        the funnel's hash and the ended sessions' (session_keys.ENDED_BUCKET_PREFIX), each
+        summed by the callers."""
         parts = await self.partitions() if partitions is None else partitions
         async with self.client.pipeline(transaction=False) as pipe:
             for p in parts:
@@ -334,8 +338,9 @@ class FunnelStore:
         async with self.client.pipeline(transaction=False) as pipe:
             for p, buckets in zip(parts, bucket_lists, strict=True):
                 for b in buckets:
-                    starts.append(int(_text(b)))
+                    starts += [int(_text(b))] * 2
                     pipe.hgetall(keys.bucket_key(self.prefix(p), _text(b)))
+                    pipe.hgetall(self.prefix(p) + session_keys.ENDED_BUCKET_PREFIX + _text(b))
             replies = await pipe.execute()
         return list(zip(starts, replies, strict=True))
 

@@ -25,6 +25,8 @@ __all__ = [
     "CUSTOMER_CART_LUA",
     "DURATION_BUCKETS_S",
     "ENDED",
+    "ENDED_BUCKET_PREFIX",
+    "ENDED_TOTALS",
     "SESSION_LUA",
     "TOTAL_ABANDONED",
     "TOTAL_BOUNCED",
@@ -46,6 +48,14 @@ SEP = "|"
 # Stage 1 keys under a partition's prefix (keys.SESSIONS "sz" holds the sessions not ended yet
 # scored by their last ts; keys.SESSION_PREFIX their hashes).
 ENDED = "ez"  # zset: ended sessions by end, their state kept until wm passes end + lateness
+# The stage 1 bucket fields (B_* below) of bucket b, and the stage 1 totals (TOTAL_*): hashes of
+# their own, read with keys.BUCKET_PREFIX + b and keys.TOTALS and summed with them (the version
+# of 2026-12-02 wrote them there; a late event's withdrawal lands here, the sums are the same).
+# Not in those hashes: Redis keeps a hash of up to hash-max-listpack-entries (512) fields as a
+# list that every field read or write scans, and the session figures doubled a bucket's fields
+# (to 150-260), which made each of the funnel's own HINCRBY of it slower (docs/benchmarks.md).
+ENDED_BUCKET_PREFIX = "eb:"  # + bucket start in epoch seconds
+ENDED_TOTALS = "et"
 CART_PREFIX = "k:"  # + session_id: hash of the session's cart events (CART_ENTRY -> change)
 CARTS = "kl"  # zset: abandoned carts (session ids) by end, kept end + the recovery window
 CART_DETAILS = "kd"  # hash: session_id -> the listed cart (JSON, CART_* keys)
@@ -97,6 +107,8 @@ DURATION_BUCKETS_S: tuple[int, ...] = (0, 10, 30, 60, 120, 300, 600, 1200, 1800,
 # The fields of a session's hash (keys.SESSION_PREFIX) these scripts add, and the rest.
 SESSION_LUA: dict[str, str | int] = {
     "ENDED": ENDED,
+    "BUCKET": ENDED_BUCKET_PREFIX,
+    "TOTALS": ENDED_TOTALS,
     "CART": CART_PREFIX,
     "CARTS": CARTS,
     "DETAILS": CART_DETAILS,

@@ -16,12 +16,12 @@
 -- one ZADD for all of them.
 -- After the batch, end_sessions() pops the sessions whose end < the new watermark (a range
 -- read of K_SESSIONS: no timer, no scan of the other sessions), computes their figures from
--- that state, adds them to the bucket of end (summed per segment over the call first) and
--- remembers what it added (SK.CONTRIB). A
--- late event of an ended session takes its contribution back (withdraw) and puts the session
--- back in K_SESSIONS: it ends again, in the same call when its end is still below the
--- watermark, with figures recomputed from all its events (docs/semantics.md, "Sessions and
--- carts"). The state goes when the watermark passes end + the allowed lateness.
+-- that state, adds them to the bucket of end (summed per segment over the call first; hashes of
+-- their own, SK.BUCKET and SK.TOTALS, not the funnel's) and remembers what it added
+-- (SK.CONTRIB). A late event of an ended session takes its contribution back (withdraw) and
+-- puts the session back in K_SESSIONS: it ends again, in the same call when its end is still
+-- below the watermark, with figures recomputed from all its events (docs/semantics.md,
+-- "Sessions and carts"). The state goes when the watermark passes end + the allowed lateness.
 
 -- With A_SESSION_FIGURES = 0 (STOREPULSE_SESSION_FIGURES=false, the bench's baseline) only the
 -- funnel's own session bookkeeping runs, as before sessions ended: K_SESSIONS by newest ts,
@@ -56,15 +56,15 @@ local NONE = {}
 -- Each session's event count (S_COUNT) and other events (SK.OTHERS) before the batch, read by
 -- the session cap's check: with figures, flush_tracked() writes both once per session and
 -- batch instead of an HINCRBY per event (-1,200 instructions per event of ~144,000 here).
-local counts_before = {}
+local count_before, others_before = {}, {}
 local function held_count(sid, sk)
   if not sessions_on then
     return tonumber(redis.call('HGET', sk, S_COUNT) or '0')
   end
   local n = redis.call('HMGET', sk, S_COUNT, SK.OTHERS)
-  local c = {tonumber(n[1] or '0'), tonumber(n[2] or '0')}
-  counts_before[sid] = c
-  return c[1]
+  local count = tonumber(n[1] or '0')
+  count_before[sid], others_before[sid] = count, tonumber(n[2] or '0')
+  return count
 end
 
 -- The funnel's count of an accepted event (figures on: flush_tracked() writes it).
@@ -166,7 +166,7 @@ local function flush_increments(pfx)
         end
       end
     end
-    add_fields(pfx .. K_BUCKET .. b, fields, deltas)
+    add_fields(pfx .. SK.BUCKET .. b, fields, deltas)
   end
   for _, key in ipairs(increment_keys) do
     local fields, deltas = {}, {}
@@ -366,7 +366,7 @@ local function contribute(pfx, c, g, sign)
   if c.ab ~= 0 then
     f[5], f[N_KINDS + 5] = f[5] + c.ab * sign, true
     if not c.big then
-      local bk = pfx .. K_BUCKET .. c.b
+      local bk = pfx .. SK.BUCKET .. c.b
       for cur, units in pairs(c.v) do
         local by = signed(units, sign)
         redis.call('HINCRBY', bk, SK.B_VALUE .. SEP .. cur .. g[4], by)
@@ -418,8 +418,11 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   end
   local t = tracked[sid]
   if not t then
-    t = {last = ts, last_text = ev[i + R_TS_MS], cts = tonumber(st[at + 1]), ceid = st[at + 2],
-      visits = 0, others = 0}
+    -- Every key a session's state may get, false for none: a key added later grows the table
+    -- (a rehash, ~1,000 instructions here; 69,000 session-batches in the bench's run).
+    t = {last = ts, last_text = ev[i + R_TS_MS], cts = tonumber(st[at + 1]) or false,
+      ceid = st[at + 2], cts_text = false, cust = false, visits = 0, others = 0,
+      withdrawn = false, cart = false, removed = false, removed_text = false}
     if held(st[at]) then
       -- Ended already: its figures are taken back; it ends again from all its events.
       local c = decode_contrib(st[at], pfx .. K_SESSION .. sid)
@@ -471,9 +474,14 @@ local function flush_tracked(pfx)
   for _, sid in ipairs(tracked_order) do
     local t = tracked[sid]
     local sk = pfx .. K_SESSION .. sid
-    local set = {}
+    -- Made whole where it can be (a table grown by appends is rehashed at 1, 2, 4, 8 items).
+    local count = string.format('%d', count_before[sid] + t.visits + t.others)
+    local set
     if t.cust then
-      set = {SK.CUST_TS, t.cts_text, SK.CUST_EID, t.ceid, SK.CUST, cjson.encode(t.cust)}
+      set = {S_COUNT, count, SK.CUST_TS, t.cts_text, SK.CUST_EID, t.ceid, SK.CUST,
+        cjson.encode(t.cust)}
+    else
+      set = {S_COUNT, count}
     end
     if t.removed then
       -- The first ts of a session is its first stage time or an earlier removal's.
@@ -490,17 +498,14 @@ local function flush_tracked(pfx)
       set[#set + 1] = SK.CONTRIB
       set[#set + 1] = ''
     end
-    local n = counts_before[sid]
-    set[#set + 1] = S_COUNT
-    set[#set + 1] = string.format('%d', n[1] + t.visits + t.others)
     if t.withdrawn and t.withdrawn.legacy then
       -- The version before counted visits (SK.VISITS); the others follow from the events.
       set[#set + 1] = SK.OTHERS
       set[#set + 1] = string.format('%d',
-        n[1] - tonumber(redis.call('HGET', sk, SK.VISITS) or '0') + t.others)
+        count_before[sid] - tonumber(redis.call('HGET', sk, SK.VISITS) or '0') + t.others)
     elseif t.others > 0 then
       set[#set + 1] = SK.OTHERS
-      set[#set + 1] = string.format('%d', n[2] + t.others)
+      set[#set + 1] = string.format('%d', others_before[sid] + t.others)
     end
     redis.call('HSET', sk, unpack(set))
     if t.cart then
@@ -522,7 +527,7 @@ local function flush_tracked(pfx)
   call_many('HDEL', pfx .. SK.DETAILS, details_gone)
   call_many('ZREM', pfx .. SK.CARTS, carts_gone)
   call_many('ZADD', pfx .. K_SESSIONS, ends, 'GT')
-  tracked, tracked_order, counts_before = {}, {}, {}
+  tracked, tracked_order, count_before, others_before = {}, {}, {}, {}
 end
 
 -- The cart fact the customer stage should hold for the session (nil: none), given the last
@@ -602,7 +607,7 @@ local function close(pfx, tot, sid, score, facts_on, out)
     l = last, b = end_bucket(endt),
     bounce = (tonumber(st[2]) == 1 and visits == 1) and 1 or 0,
     ms = last - first, pages = visits,
-    ab = (st[6] and tonumber(st[7] or '0') == 0) and 1 or 0, v = NONE,
+    ab = (st[6] and tonumber(st[7] or '0') == 0) and 1 or 0, v = NONE, big = false,
   }
   local items = {}
   if c.ab == 1 then
@@ -637,14 +642,15 @@ local function close(pfx, tot, sid, score, facts_on, out)
       end
     end
   end
-  local set = {SK.CONTRIB, encode_contrib(c)}
+  local set
+  if seen ~= seen0 then
+    set = {SK.CONTRIB, encode_contrib(c), SK.SEEN, seen}
+  else
+    set = {SK.CONTRIB, encode_contrib(c)}
+  end
   if c.ab == 1 and not c.big then
     set[#set + 1] = SK.CONTRIB_VALUE
     set[#set + 1] = cjson.encode(c.v)
-  end
-  if seen ~= seen0 then
-    set[#set + 1] = SK.SEEN
-    set[#set + 1] = seen
   end
   local wanted, cart = nil, NONE
   if c.ab == 1 or held(st[9]) then
@@ -670,7 +676,9 @@ end
 
 -- After the batch's events: end what the watermark passed, evict what it passed by the
 -- lateness, expire listed carts. Returns the cart facts as (customer, fact JSON) pairs.
-local function end_sessions(pfx, tot, facts_on)
+local function end_sessions(pfx, facts_on)
+  -- The stage 1 totals: a hash of their own (session_keys.ENDED_TOTALS).
+  local tot = pfx .. SK.TOTALS
   local wm = ARGV[A_WATERMARK_MS]
   local out = {}
   if not sessions_on then

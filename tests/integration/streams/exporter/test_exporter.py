@@ -287,9 +287,10 @@ def test_a_scrape_costs_the_same_redis_commands_for_180_or_7200_sessions(
     }
     days = int(starts["day"] - min(starts["week"], starts["month"])) // 86_400 + 1
     assert 1 <= days <= 37
-    # partitions + totals + metas (3 x 3 partitions) + bucket ids (3 slices x 3 partitions) +
-    # 60 buckets x 3 partitions, plus our INFO: the layout's count, never the sessions'.
-    assert costs["small"] == 1 + 3 + 3 + 9 + 180 + 1 + 1 + 3 * days
+    # partitions + totals (the funnel's and the ended sessions', 2 x 3 partitions) + metas (3) +
+    # bucket ids (3 slices x 3 partitions) + 60 buckets x 3 partitions x 2 (the funnel's hash and
+    # the ended sessions'), plus our INFO: the layout's count, never the sessions'.
+    assert costs["small"] == 1 + 2 * 3 + 3 + 9 + 2 * 180 + 1 + 1 + 3 * days
 
 
 async def test_api_kpis_serves_the_json_of_storepulse_kpis(

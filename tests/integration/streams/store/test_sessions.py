@@ -377,7 +377,8 @@ async def test_an_abandoned_cart_ended_by_the_version_before_takes_a_late_event(
     pipe: Pipeline,
 ) -> None:
     """The version before wrote its end, the segment and the cart's value into SK.CONTRIB (80
-    bytes): a late purchase takes that value back from the bucket it was added to."""
+    bytes), and the figures into the funnel's bucket and totals hashes: a late purchase takes
+    the value back (in this version's hash; the sums are the same)."""
     from streams.store import keys, session_keys
 
     t = T0
@@ -400,10 +401,28 @@ async def test_an_abandoned_cart_ended_by_the_version_before_takes_a_late_event(
     wide = [end, last, bucket, bounce, ms, pages, ab, big, "email", "mobile", "US", value]
     await pipe.client.hset(sk, lua["CONTRIB"], "\t".join(wide))
     await pipe.client.hdel(sk, str(lua["CONTRIB_VALUE"]))
+    pfx = pipe.funnel.prefix(partition_of("w"))
+    moved = 0
+    for theirs, ours in (
+        (session_keys.ENDED_BUCKET_PREFIX + bucket, keys.BUCKET_PREFIX + bucket),
+        (session_keys.ENDED_TOTALS, keys.TOTALS),
+    ):
+        for field, n in (await pipe.client.hgetall(pfx + theirs)).items():
+            await pipe.client.hincrby(pfx + ours, field, int(n))
+            moved += 1
+        await pipe.client.delete(pfx + theirs)
+    assert moved >= 8  # ended, abandoned, value (both ways), first-seen counters
+    assert (await pipe.kpis(*ALL))["abandoned_value"] == "7.50"
+    totals = await pipe.funnel.totals([partition_of("w")])
+    assert totals[session_keys.TOTAL_ABANDONED + "|email|mobile"] == 1
     await pipe.feed(event("purchase", "w2", "w", t + 2_000, revenue="7.50", **who))
     got = await pipe.kpis(*ALL)
     assert (got["ended_sessions"], got["abandoned_carts"], got["abandoned_value"]) == (1, 0, "0.00")
     assert got["abandoned_value_by_currency"] == {}
+    # Counted once, when first seen: the totals do not move.
+    assert (await pipe.funnel.totals([partition_of("w")]))[
+        session_keys.TOTAL_ABANDONED + "|email|mobile"
+    ] == 1
 
 
 @pipeline_test
@@ -414,7 +433,7 @@ async def test_a_counter_past_what_lua_numbers_hold_stays_exact(pipe: Pipeline) 
     from streams.store import session_keys as sk
 
     big = 2**53 + 1  # a double rounds it to 2^53
-    totals = keys.partition_prefix(pipe.s.topic, partition_of("a")) + keys.TOTALS
+    totals = keys.partition_prefix(pipe.s.topic, partition_of("a")) + sk.ENDED_TOTALS
     await pipe.client.hset(totals, sk.TOTAL_DURATION_SUM, str(big))
     await pipe.feed(event("visit", "a0", "a", T0, **SEG), event("visit", "a1", "a", T0 + 5_000))
     await pipe.tick(T0 + 5_000 + TIMEOUT + 1)
