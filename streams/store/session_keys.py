@@ -127,9 +127,9 @@ SESSION_LUA: dict[str, str | int] = {
     # segment is (a JSON encode was 4 us of the ~20 a session's end costs). 47 bytes at most
     # for sessions of a year: Redis keeps a hash as a listpack only while every value is at
     # most hash-max-listpack-value (64) bytes, and the 80 bytes of the layout before
-    # (CONTRIB_WIDE_PATTERN) turned every ended session's hash into a hash table, +8 % of the
-    # worker's Redis instructions (docs/benchmarks.md). The end is last + the timeout, the
-    # segment the session's own.
+    # (CONTRIB_WIDE_PATTERN) turned every ended session's hash into a hash table (with the count
+    # below, -4,500 of the 147,500 instructions per event of the bench's run, docs/benchmarks.md).
+    # The end is last + the timeout, the segment the session's own.
     "CONTRIB_FORMAT": "\t".join(["%d", "%s"] + ["%d"] * 5),
     "CONTRIB_PATTERN": "^"
     + "\t".join(["(%d+)"] * 2 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"])

@@ -55,7 +55,7 @@ local NONE = {}
 
 -- Each session's event count (S_COUNT) and other events (SK.OTHERS) before the batch, read by
 -- the session cap's check: with figures, flush_tracked() writes both once per session and
--- batch instead of an HINCRBY per event (-1,200 instructions per event of ~144,000 here).
+-- batch instead of an HINCRBY per event (about -1,200 instructions per event of ~150,000).
 local count_before, others_before = {}, {}
 local function held_count(sid, sk)
   if not sessions_on then
@@ -419,7 +419,8 @@ local function track(pfx, sid, ev, i, ts, stage, st, at)
   local t = tracked[sid]
   if not t then
     -- Every key a session's state may get, false for none: a key added later grows the table
-    -- (a rehash, ~1,000 instructions here; 69,000 session-batches in the bench's run).
+    -- (a rehash; with the tables below made whole, -940 instructions per event of the bench's
+    -- run, 69,000 session-batches).
     t = {last = ts, last_text = ev[i + R_TS_MS], cts = tonumber(st[at + 1]) or false,
       ceid = st[at + 2], cts_text = false, cust = false, visits = 0, others = 0,
       withdrawn = false, cart = false, removed = false, removed_text = false}
