@@ -221,6 +221,8 @@ async def generate(
             if progress is not None:
                 progress.update(sink.sent, sink.errors)
         interrupted = stop.is_set()
+        if opts.paced:
+            pacer.finish()
         send_s = time.monotonic() - started
         await sink.flush()
     finally:

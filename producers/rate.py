@@ -46,6 +46,13 @@ class Pacer:
         self._pos = self._clock()
         return self._pos
 
+    def finish(self) -> None:
+        """End the schedule: backlog past max_backlog that no acquire() saw is counted too (a
+        run whose last send stalled past its duration ends without asking for more)."""
+        if self._pos is not None:
+            self.behind_seconds += max(0.0, self._clock() - self._pos - self._max_backlog)
+            self._pos = None
+
     async def acquire(self, rate: float, limit: int | None = None) -> int:
         """Wait until at least one event is due at `rate` events/s; returns how many (<= limit).
 

@@ -54,3 +54,31 @@ def test_progress_prints_on_a_terminal_only() -> None:
     now[0] = 5.0
     quiet.update(1)
     assert silent.getvalue() == ""
+
+
+async def test_a_stall_at_the_end_of_the_run_is_counted_too() -> None:
+    """The run's duration passes during a slow send: no acquire() sees that backlog."""
+    now = [100.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.start()
+    now[0] += 0.01
+    assert await pacer.acquire(1_000.0, limit=2_000) == 10
+    now[0] += 1.3  # the send stalled; the duration is over
+    assert pacer.behind_seconds == 0
+    pacer.finish()
+    assert pacer.behind_seconds == pytest.approx(1.3 - 0.5)
+    finished = pacer.behind_seconds
+    pacer.finish()  # once: the schedule has ended
+    assert pacer.behind_seconds == finished
+
+
+async def test_a_run_that_kept_up_ends_with_nothing_behind() -> None:
+    now = [100.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.start()
+    for _ in range(10):
+        now[0] += 0.01
+        await pacer.acquire(1_000.0)
+    now[0] += 0.2  # less than the backlog the pacer keeps
+    pacer.finish()
+    assert pacer.behind_seconds == 0
