@@ -104,6 +104,10 @@ TOTAL_KINDS_STAGE1 = frozenset(
 # sessions (1 h, 2 h); docs/metrics.md.
 DURATION_BUCKETS_S: tuple[int, ...] = (0, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
+# The contribution's figures, as SESSION_LUA's patterns read them in every layout: bounce, ms,
+# pages, abandoned, too large.
+_CONTRIB_FIGURES = ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"]
+
 # The fields of a session's hash (keys.SESSION_PREFIX) these scripts add, and the rest.
 SESSION_LUA: dict[str, str | int] = {
     "ENDED": ENDED,
@@ -131,14 +135,12 @@ SESSION_LUA: dict[str, str | int] = {
     # below, -4,500 of the 147,500 instructions per event of the bench's run, docs/benchmarks.md).
     # The end is last + the timeout, the segment the session's own.
     "CONTRIB_FORMAT": "\t".join(["%d", "%s"] + ["%d"] * 5),
-    "CONTRIB_PATTERN": "^"
-    + "\t".join(["(%d+)"] * 2 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"])
-    + "$",
+    "CONTRIB_PATTERN": "^" + "\t".join(["(%d+)"] * 2 + _CONTRIB_FIGURES) + "$",
     "CONTRIB_VALUE": "cv",  # an abandoned cart's value by currency (JSON), when it was summed
     # The layout of the version before: its end first, then the above, the segment and the
     # value's JSON in the same field. The one before that stored JSON (JSON_OPEN).
     "CONTRIB_WIDE_PATTERN": "^"
-    + "\t".join(["(%d+)"] * 3 + ["(%d)", "(%d+)", "(%d+)", "(%d)", "(%d)"] + ["[^\t]*"] * 3)
+    + "\t".join(["(%d+)"] * 3 + _CONTRIB_FIGURES + ["[^\t]*"] * 3)
     + "\t(.*)$",
     "JSON_OPEN": "{",
     "ON": "1",
