@@ -185,6 +185,12 @@ def test_history_from_prometheus_ends_at_the_apis_numbers(
                 page.wait_for_selector(
                     'figure[data-chart="revenue_per_minute:EUR"]', timeout=25_000
                 )
+                # And every chart with a newest point: CI saw a dropoff series a scrape later.
+                page.wait_for_function(
+                    """() => [...document.querySelectorAll('figure[data-chart]')]
+                        .every(f => f.dataset.latest !== '')""",
+                    timeout=25_000,
+                )
                 assert_latest_points_are_the_apis(page, url, list(s.stages[1:-1]))
                 screenshots(page, "board-prometheus")
             finally:
